@@ -1,0 +1,92 @@
+//! Command-line definitions (clap) and dispatch. One file per subcommand; each
+//! exposes its `Args` and an `execute` returning the process exit code.
+//!
+//! This module owns argument parsing, human/JSON output and exit codes. Logic
+//! lives in the library modules; nothing here may weaken enforcement.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod audit;
+pub mod call;
+pub mod doctor;
+pub mod policy;
+pub mod redact;
+pub mod reload;
+pub mod run;
+pub mod serve;
+
+/// EnforceCore: run AI-agent tools under Landlock, seccomp and cgroups, with
+/// redacted stdio and a signed, hash-chained audit trail.
+#[derive(Debug, Parser)]
+#[command(
+    name = "enforcecore",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = "Exit codes of `run` and `call`: the tool's own code; 128+N when killed by \
+signal N; 124 timeout; 125 EnforceCore failed (the tool did not run); 126 refused by \
+policy; 127 command not found.\n\nLogging: ENFORCECORE_LOG=debug (diagnostics only; no \
+variable changes what is enforced)."
+)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one command in the foreground under a policy's sandbox.
+    Run(run::RunArgs),
+    /// Redact secrets and personal data from stdin to stdout.
+    Redact(redact::RedactArgs),
+    /// Check, show and explain policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Keys, verification and views of the audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Run the supervisor daemon.
+    Serve(serve::ServeArgs),
+    /// Ask the daemon to run a tool (client).
+    Call(call::CallArgs),
+    /// Ask the daemon to re-read its policies.
+    Reload(reload::ReloadArgs),
+    /// Report what this kernel and host support, and what it means for policies.
+    Doctor(doctor::DoctorArgs),
+}
+
+impl Command {
+    /// Exit code when the subcommand fails before producing its own.
+    fn failure_code(&self) -> u8 {
+        match self {
+            Command::Run(_) | Command::Call(_) => crate::exit::SUPERVISOR_FAILED,
+            _ => 1,
+        }
+    }
+}
+
+/// Run the parsed command line. Errors are printed here, once, with their chain.
+pub fn dispatch(cli: Cli) -> ExitCode {
+    let failure = cli.command.failure_code();
+    let result = match cli.command {
+        Command::Run(a) => run::execute(a),
+        Command::Redact(a) => redact::execute(a),
+        Command::Policy(a) => policy::execute(a),
+        Command::Audit(a) => audit::execute(a),
+        Command::Serve(a) => serve::execute(a),
+        Command::Call(a) => call::execute(a),
+        Command::Reload(a) => reload::execute(a),
+        Command::Doctor(a) => doctor::execute(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("enforcecore: error: {e:#}");
+            ExitCode::from(failure)
+        }
+    }
+}

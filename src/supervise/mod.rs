@@ -1,0 +1,1 @@
+//! One run, from spawn to exit report: stdio pumps, denial feed, wait, cleanup.

@@ -1,0 +1,1 @@
+//! `enforcecore policy …` against the shipped policies and hostile inputs.
