@@ -3,4 +3,12 @@
 //! This is the only place `unsafe` is allowed. Every wrapper takes owned or
 //! borrowed fds (never bare owned `RawFd`s), returns `io::Result`, and carries a
 //! `// SAFETY:` comment naming the exact invariant it relies on.
+//!
+//! - [`child`]: the post-`clone3` child that applies a precomputed sandbox and execs.
+//! - [`process`]: `clone3` with a pidfd, `waitid`/`pidfd_send_signal`, `getrandom`.
+//! - [`landlock`]: the Landlock ABI version query.
 #![allow(unsafe_code)]
+
+pub mod child;
+pub mod landlock;
+pub mod process;

@@ -1,0 +1,185 @@
+//! Process primitives: `clone3` with a pidfd, waiting on and signalling a pidfd.
+//!
+//! This module owns the one call that creates a tool process. The child side of it
+//! is [`super::child`]; here is only the parent side: block signals, `clone3(2)`
+//! with `CLONE_PIDFD`, restore the mask. A pidfd (pidfd_open(2)) names the process
+//! without pid-reuse races and is pollable, so the async supervisor can wait on it.
+//! It must never spawn anything that has not gone through [`ChildProgram`].
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::child::{self, ChildProgram};
+
+/// A freshly created child.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its pid (in the supervisor's pid namespace).
+    pub pid: i32,
+    /// Its pidfd (CLOEXEC), readable once it has exited.
+    pub pidfd: OwnedFd,
+}
+
+/// Create the child that runs `program` (see [`child`]).
+///
+/// The child starts with every signal blocked so that none of the supervisor's
+/// handlers can run in it; it resets dispositions and unblocks itself.
+///
+/// The parent-death signal is tied to the *calling thread*: call this from a
+/// thread that lives as long as the run (the main thread, or a tokio worker —
+/// never a `spawn_blocking` thread, which exits when idle).
+pub fn spawn(program: &ChildProgram<'_>) -> io::Result<Spawned> {
+    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset initialises the set it is given.
+    unsafe { libc::sigfillset(all.as_mut_ptr()) };
+    // SAFETY: both sets are valid for reads/writes; this thread's mask only.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: clone_args is plain integers; zero is a valid value for every field.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = libc::CLONE_PIDFD as u64;
+    args.pidfd = &mut pidfd as *mut libc::c_int as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: args is live and sized; without CLONE_VM the child runs on its own copy
+    // of this stack and memory, and `child::run` never returns.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    if ret == 0 {
+        child::run(program);
+    }
+    let err = io::Error::last_os_error();
+    // SAFETY: old was filled by the first pthread_sigmask call.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut()) };
+    if ret < 0 {
+        return Err(err);
+    }
+    // SAFETY: with CLONE_PIDFD a successful clone3 stored a new fd we now own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Spawned {
+        pid: ret as i32,
+        pidfd,
+    })
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// `exit(code)`.
+    Exited(i32),
+    /// Killed by a signal.
+    Signaled(i32),
+}
+
+/// Reap the process behind `pidfd` if it has exited (`waitid(P_PIDFD, WNOHANG)`).
+pub fn try_wait(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
+    // SAFETY: siginfo_t is plain data; zeroed lets us detect "no child ready" (si_pid 0).
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: info is live; the pidfd is open for the duration of the call.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: waitid filled a SIGCHLD siginfo (or left it zeroed).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match info.si_code {
+        libc::CLD_EXITED => ExitStatus::Exited(status),
+        _ => ExitStatus::Signaled(status),
+    }))
+}
+
+/// Send `signal` to the process behind `pidfd`. ESRCH (already gone) is success.
+pub fn pidfd_kill(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: integer arguments and a NULL siginfo.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd() as libc::c_long,
+            signal as libc::c_long,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_long,
+        )
+    };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Send `signal` to process group `pgid`. ESRCH (empty group) is success.
+pub fn kill_group(pgid: i32, signal: i32) -> io::Result<()> {
+    if pgid <= 1 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: integer arguments; a negative pid names the process group.
+    let rc = unsafe { libc::kill(-pgid, signal) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Fill `buf` from the kernel's CSPRNG (`getrandom(2)`).
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: rest is a live, writable buffer of rest.len() bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_bytes_fill_the_buffer() {
+        let mut a = [0u8; 32];
+        let mut b = [0u8; 32];
+        random_bytes(&mut a).unwrap();
+        random_bytes(&mut b).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn kill_group_refuses_init_and_self_groups() {
+        assert!(kill_group(0, 0).is_err());
+        assert!(kill_group(1, 0).is_err());
+    }
+}
