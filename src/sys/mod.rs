@@ -7,8 +7,10 @@
 //! - [`child`]: the post-`clone3` child that applies a precomputed sandbox and execs.
 //! - [`process`]: `clone3` with a pidfd, `waitid`/`pidfd_send_signal`, `getrandom`.
 //! - [`landlock`]: the Landlock ABI version query.
+//! - [`reactor`]: registering owned fds with the tokio reactor.
 #![allow(unsafe_code)]
 
 pub mod child;
 pub mod landlock;
 pub mod process;
+pub mod reactor;

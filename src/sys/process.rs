@@ -108,6 +108,37 @@ pub fn try_wait(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
     }))
 }
 
+/// Reap the process behind `pidfd`, blocking until it exits. For cleanup paths
+/// that have already sent SIGKILL and cannot await.
+pub fn wait_blocking(pidfd: BorrowedFd<'_>) -> io::Result<ExitStatus> {
+    loop {
+        // SAFETY: siginfo_t is plain data.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: info is live; the pidfd is open for the duration of the call.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: waitid filled a SIGCHLD siginfo.
+        let status = unsafe { info.si_status() };
+        return Ok(match info.si_code {
+            libc::CLD_EXITED => ExitStatus::Exited(status),
+            _ => ExitStatus::Signaled(status),
+        });
+    }
+}
+
 /// Send `signal` to the process behind `pidfd`. ESRCH (already gone) is success.
 pub fn pidfd_kill(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
     // SAFETY: integer arguments and a NULL siginfo.

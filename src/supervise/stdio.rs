@@ -1,0 +1,392 @@
+//! The tool's stdio: three pipes owned by the supervisor, and the pumps that move
+//! bytes between them and the caller's streams through a [`StreamFilter`].
+//!
+//! The tool never sees a caller's fd: its 0, 1 and 2 are pipe ends created here.
+//! The caller's streams arrive as owned fds (the terminal of `run`, or fds a daemon
+//! client passed over SCM_RIGHTS) or as async readers/writers. A caller fd is
+//! driven without changing *its* file description, which other processes share:
+//! pipes and terminals are reopened through `/proc/self/fd` (a private description
+//! that may be non-blocking), sockets use `MSG_DONTWAIT` per call, and regular
+//! files and `/dev/null` (which never block for long) are written directly.
+//!
+//! Output cap: stdout and stderr share one byte budget counted before redaction.
+//! The byte that crosses it is not forwarded; the pump flags the cap and keeps
+//! draining (discarding) so the tool cannot block before it is killed.
+//!
+//! This module must never pass a caller fd to the tool, and never block the
+//! runtime on a stream that can stall.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use nix::fcntl::OFlag;
+use nix::sys::socket::{MsgFlags, recv, send};
+use nix::sys::stat::{Mode, SFlag, fstat};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::Notify;
+
+use crate::redact::StreamFilter;
+use crate::sys::reactor;
+
+const CHUNK: usize = 64 * 1024;
+
+/// Where the tool's stdin comes from.
+pub enum Input {
+    /// Nothing: the tool reads EOF.
+    Null,
+    /// A caller fd (terminal, pipe, socket, file).
+    Fd(OwnedFd),
+    /// An async reader.
+    Reader(Box<dyn AsyncRead + Send + Unpin>),
+}
+
+/// Where the tool's stdout or stderr goes.
+pub enum Output {
+    /// Discarded (still counted against the output cap).
+    Null,
+    /// A caller fd (terminal, pipe, socket, file).
+    Fd(OwnedFd),
+    /// An async writer.
+    Writer(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+/// A caller stream, made safe to drive from async code.
+enum CallerEnd {
+    Null,
+    /// A private non-blocking description (reopened pipe or terminal).
+    Private(AsyncFd<OwnedFd>),
+    /// A shared socket description: every call passes `MSG_DONTWAIT`.
+    Socket(AsyncFd<OwnedFd>),
+    /// A regular file or `/dev/null`: plain blocking calls.
+    Direct(OwnedFd),
+    Reader(Box<dyn AsyncRead + Send + Unpin>),
+    Writer(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+fn caller_fd(fd: OwnedFd, write: bool) -> io::Result<CallerEnd> {
+    let st = fstat(&fd)?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    if kind == SFlag::S_IFSOCK {
+        let interest = if write {
+            Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        return Ok(CallerEnd::Socket(reactor::register(fd, interest)?));
+    }
+    if kind == SFlag::S_IFIFO || kind == SFlag::S_IFCHR {
+        let access = if write {
+            OFlag::O_WRONLY
+        } else {
+            OFlag::O_RDONLY
+        };
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let flags = access | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+        if let Ok(private) = nix::fcntl::open(path.as_str(), flags, Mode::empty()) {
+            let interest = if write {
+                Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            match reactor::register(private, interest) {
+                Ok(a) => return Ok(CallerEnd::Private(a)),
+                // Not pollable (e.g. /dev/null): it never blocks.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(CallerEnd::Direct(fd))
+}
+
+impl CallerEnd {
+    fn input(i: Input) -> io::Result<CallerEnd> {
+        match i {
+            Input::Null => Ok(CallerEnd::Null),
+            Input::Fd(fd) => caller_fd(fd, false),
+            Input::Reader(r) => Ok(CallerEnd::Reader(r)),
+        }
+    }
+
+    fn output(o: Output) -> io::Result<CallerEnd> {
+        match o {
+            Output::Null => Ok(CallerEnd::Null),
+            Output::Fd(fd) => caller_fd(fd, true),
+            Output::Writer(w) => Ok(CallerEnd::Writer(w)),
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            CallerEnd::Null | CallerEnd::Writer(_) => Ok(0),
+            CallerEnd::Private(a) => loop {
+                let mut g = a.readable().await?;
+                match g.try_io(|fd| Ok(nix::unistd::read(fd.get_ref(), buf)?)) {
+                    Ok(r) => return r,
+                    Err(_would_block) => continue,
+                }
+            },
+            CallerEnd::Socket(a) => loop {
+                let mut g = a.readable().await?;
+                match g.try_io(|fd| Ok(recv(fd.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT)?)) {
+                    Ok(r) => return r,
+                    Err(_would_block) => continue,
+                }
+            },
+            CallerEnd::Direct(fd) => Ok(nix::unistd::read(fd.as_fd(), buf)?),
+            CallerEnd::Reader(r) => r.read(buf).await,
+        }
+    }
+
+    async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = match self {
+                CallerEnd::Null | CallerEnd::Reader(_) => buf.len(),
+                CallerEnd::Private(a) => {
+                    let mut g = a.writable().await?;
+                    match g.try_io(|fd| Ok(nix::unistd::write(fd.get_ref(), buf)?)) {
+                        Ok(r) => r?,
+                        Err(_would_block) => continue,
+                    }
+                }
+                CallerEnd::Socket(a) => {
+                    let mut g = a.writable().await?;
+                    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+                    match g.try_io(|fd| Ok(send(fd.as_raw_fd(), buf, flags)?)) {
+                        Ok(r) => r?,
+                        Err(_would_block) => continue,
+                    }
+                }
+                CallerEnd::Direct(fd) => match nix::unistd::write(fd.as_fd(), buf) {
+                    Err(nix::Error::EINTR) => continue,
+                    r => r?,
+                },
+                CallerEnd::Writer(w) => {
+                    w.write_all(buf).await?;
+                    w.flush().await?;
+                    buf.len()
+                }
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+}
+
+/// The supervisor's side of the tool's stdio, and the child's ends (to hand over).
+pub struct ToolPipes {
+    /// The child's stdin, stdout, stderr ends (CLOEXEC, all >= 3).
+    pub child: [OwnedFd; 3],
+    stdin: pipe::Sender,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+}
+
+/// Make sure a child-side fd is >= 3 so that `dup2` onto 0..=2 never aliases.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() >= 3 {
+        return Ok(fd);
+    }
+    // OwnedFd::try_clone duplicates with F_DUPFD_CLOEXEC starting at 3.
+    fd.try_clone()
+}
+
+impl ToolPipes {
+    /// Create the three pipes (must run inside the tokio runtime).
+    pub fn new() -> io::Result<ToolPipes> {
+        let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        Ok(ToolPipes {
+            child: [above_stdio(in_r)?, above_stdio(out_w)?, above_stdio(err_w)?],
+            stdin: pipe::Sender::from_owned_fd(in_w)?,
+            stdout: pipe::Receiver::from_owned_fd(out_r)?,
+            stderr: pipe::Receiver::from_owned_fd(err_r)?,
+        })
+    }
+}
+
+/// The shared stdout+stderr byte budget.
+#[derive(Debug, Default)]
+pub struct OutputCap {
+    limit: Option<u64>,
+    total: AtomicU64,
+    hit: AtomicBool,
+    /// Notified once when the budget is exceeded.
+    pub notify: Notify,
+}
+
+impl OutputCap {
+    /// A budget of `limit` bytes (`None`: unlimited, only counted).
+    pub fn new(limit: Option<u64>) -> OutputCap {
+        OutputCap {
+            limit,
+            ..OutputCap::default()
+        }
+    }
+
+    /// Bytes the tool wrote to stdout and stderr so far.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Whether the budget was exceeded.
+    pub fn hit(&self) -> bool {
+        self.hit.load(Ordering::Relaxed)
+    }
+
+    /// Account `n` new bytes; returns how many of them may be forwarded.
+    fn take(&self, n: usize) -> usize {
+        let prev = self.total.fetch_add(n as u64, Ordering::Relaxed);
+        let Some(limit) = self.limit else { return n };
+        let allowed = limit.saturating_sub(prev).min(n as u64) as usize;
+        if allowed < n && !self.hit.swap(true, Ordering::Relaxed) {
+            self.notify.notify_one();
+        }
+        allowed
+    }
+}
+
+/// Running pumps.
+pub struct Pumps {
+    /// stdin pump (aborted when the run ends).
+    pub stdin: tokio::task::JoinHandle<()>,
+    /// stdout and stderr pumps (they end at EOF).
+    pub outputs: [tokio::task::JoinHandle<()>; 2],
+}
+
+/// The caller's streams and the per-stream filters.
+pub struct Streams {
+    /// stdin source.
+    pub stdin: Input,
+    /// stdout sink.
+    pub stdout: Output,
+    /// stderr sink.
+    pub stderr: Output,
+}
+
+/// Per-stream filters (identity where no redaction is configured).
+pub struct Filters {
+    /// Caller → tool.
+    pub stdin: Box<dyn StreamFilter>,
+    /// Tool → caller.
+    pub stdout: Box<dyn StreamFilter>,
+    /// Tool → caller.
+    pub stderr: Box<dyn StreamFilter>,
+}
+
+/// Start the three pumps.
+pub fn start(
+    pipes: ToolPipes,
+    streams: Streams,
+    filters: Filters,
+    cap: Arc<OutputCap>,
+) -> io::Result<Pumps> {
+    let source = CallerEnd::input(streams.stdin)?;
+    let out = CallerEnd::output(streams.stdout)?;
+    let err = CallerEnd::output(streams.stderr)?;
+    let stdin = tokio::spawn(pump_input(source, pipes.stdin, filters.stdin));
+    let o = tokio::spawn(pump_output(pipes.stdout, out, filters.stdout, cap.clone()));
+    let e = tokio::spawn(pump_output(pipes.stderr, err, filters.stderr, cap));
+    Ok(Pumps {
+        stdin,
+        outputs: [o, e],
+    })
+}
+
+async fn pump_input(mut from: CallerEnd, mut to: pipe::Sender, mut filter: Box<dyn StreamFilter>) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut out = Vec::with_capacity(CHUNK);
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!("reading the caller's stdin failed: {e}");
+                break;
+            }
+        };
+        out.clear();
+        filter.push(&buf[..n], &mut out);
+        if to.write_all(&out).await.is_err() {
+            return; // the tool closed its stdin
+        }
+    }
+    out.clear();
+    filter.finish(&mut out);
+    let _ = to.write_all(&out).await;
+    // Dropping `to` closes the tool's stdin.
+}
+
+async fn pump_output(
+    mut from: pipe::Receiver,
+    mut to: CallerEnd,
+    mut filter: Box<dyn StreamFilter>,
+    cap: Arc<OutputCap>,
+) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut out = Vec::with_capacity(CHUNK);
+    let mut sink_ok = true;
+    let mut forwarding = true;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!("reading the tool's output failed: {e}");
+                break;
+            }
+        };
+        let allowed = cap.take(n);
+        if !forwarding || !sink_ok {
+            continue;
+        }
+        out.clear();
+        filter.push(&buf[..allowed], &mut out);
+        if allowed < n {
+            forwarding = false;
+            filter.finish(&mut out);
+        }
+        if let Err(e) = to.write_all(&out).await {
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                tracing::warn!("forwarding the tool's output failed: {e}");
+            }
+            sink_ok = false;
+        }
+    }
+    if forwarding && sink_ok {
+        out.clear();
+        filter.finish(&mut out);
+        let _ = to.write_all(&out).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_forwards_exactly_its_budget_once() {
+        let cap = OutputCap::new(Some(10));
+        assert_eq!(cap.take(4), 4);
+        assert!(!cap.hit());
+        assert_eq!(cap.take(4), 4);
+        assert_eq!(cap.take(4), 2);
+        assert!(cap.hit());
+        assert_eq!(cap.take(4), 0);
+        assert_eq!(cap.total(), 16);
+        let unlimited = OutputCap::new(None);
+        assert_eq!(unlimited.take(1 << 20), 1 << 20);
+        assert!(!unlimited.hit());
+    }
+}
