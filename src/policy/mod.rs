@@ -17,6 +17,7 @@
 
 mod de;
 mod error;
+mod explain;
 mod hash;
 mod load;
 mod merge;
@@ -32,6 +33,7 @@ mod yaml;
 use std::path::Path;
 
 pub use error::{Location, PolicyError};
+pub use explain::explain;
 pub use hash::canonical_json;
 pub use load::LoadOptions;
 pub use model::*;

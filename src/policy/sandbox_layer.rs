@@ -520,6 +520,14 @@ const ERRNOS: &[(&str, i32)] = &[
     ("ENOMEM", libc::ENOMEM),
 ];
 
+/// The symbolic name of an errno a policy can name (`EPERM`), or its number.
+pub fn errno_name(e: i32) -> String {
+    ERRNOS
+        .iter()
+        .find(|(_, n)| *n == e)
+        .map_or_else(|| e.to_string(), |(s, _)| (*s).to_owned())
+}
+
 fn errno(v: &Spanned<Scalar>, layer: &Layer<'_>) -> Result<i32, PolicyError> {
     let n = match &v.value {
         Scalar::Int(i) => i32::try_from(*i).ok(),

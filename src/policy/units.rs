@@ -129,10 +129,8 @@ pub fn fmt_size(n: u64) -> String {
 /// Format a duration the way a policy would write it.
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms.is_multiple_of(3_600_000) && ms > 0 {
+    if ms > 0 && ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms.is_multiple_of(60_000) && ms > 0 {
-        format!("{}m", ms / 60_000)
     } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
@@ -181,7 +179,8 @@ mod tests {
         );
         assert!(parse_duration(&s("60")).is_err());
         assert!(parse_duration(&s("1d")).is_err());
-        assert_eq!(fmt_duration(Duration::from_secs(60)), "1m");
+        assert_eq!(fmt_duration(Duration::from_secs(60)), "60s");
+        assert_eq!(fmt_duration(Duration::from_secs(7200)), "2h");
     }
 
     #[test]
