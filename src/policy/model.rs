@@ -23,7 +23,9 @@ use crate::sandbox::syscalls::SyscallGroup;
 /// Where a rule came from: the policy file and the position of its YAML node.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Origin {
-    /// Canonical path of the policy file.
+    /// The policy file as it was reached: the path given to the loader, or for
+    /// a base, that file's directory joined with the `extends` value.
+    /// `Policy::sources` holds the canonical paths.
     pub file: PathBuf,
     /// 1-based line; 0 when the value was a built-in default.
     pub line: u32,
@@ -71,7 +73,8 @@ pub struct Policy {
     /// SHA-256 (hex) of the canonical JSON form of the effective policy. Audit
     /// records and `reload` name a policy by this hash.
     pub hash: String,
-    /// Every file of the `extends` chain, base first, the loaded file last.
+    /// Every file of the `extends` chain, base first, the loaded file last
+    /// (canonical paths).
     pub sources: Vec<PathBuf>,
     /// Kernel features the policy demands beyond what its rules imply.
     pub requires: Requirements,
@@ -118,6 +121,61 @@ pub struct Sandbox {
     pub env: Env,
     /// The per-run scratch directory (`${RUN_DIR}`), the tool's working directory.
     pub run_dir: RunDir,
+    /// The policy's explicit kernel requirements (a copy of
+    /// [`Policy::requires`], so that a sandbox is self-contained).
+    pub requires: Requirements,
+}
+
+impl Sandbox {
+    /// The lowest Landlock ABI that can enforce this sandbox in full: the
+    /// highest of what the filesystem rights need ([`FsAccess::min_abi`]), 4
+    /// for TCP port rules, 6 for scopes, and `requires.landlock_abi`. A kernel
+    /// below it must fail the run closed.
+    pub fn min_landlock_abi(&self) -> u8 {
+        let fs = self
+            .filesystem
+            .rules
+            .iter()
+            .map(|r| r.access.min_abi())
+            .max()
+            .unwrap_or(1);
+        // Without any TCP grant, Landlock ABI 4 still lets the ruleset handle
+        // (deny) TCP bind/connect; with an inet family allowed that matters.
+        let inet = self
+            .network
+            .families
+            .iter()
+            .any(|f| matches!(f.value, SocketFamily::Inet | SocketFamily::Inet6));
+        let net =
+            if !self.network.tcp_connect.is_empty() || !self.network.tcp_bind.is_empty() || inet {
+                4
+            } else {
+                1
+            };
+        let scopes = if self.scopes.signals.value || self.scopes.abstract_unix.value {
+            6
+        } else {
+            1
+        };
+        let explicit = self.requires.landlock_abi.as_ref().map_or(1, |r| r.value);
+        fs.max(net).max(scopes).max(explicit)
+    }
+}
+
+impl Policy {
+    /// A named tool.
+    pub fn tool(&self, name: &str) -> Option<&Tool> {
+        self.tools.get(name)
+    }
+
+    /// The sandbox of a run: the named tool's effective sandbox, or the default
+    /// sandbox when no tool is named. `None` when the tool does not exist.
+    pub fn sandbox_for(&self, tool: Option<&str>) -> Option<&Sandbox> {
+        match tool {
+            None => Some(&self.sandbox),
+            Some(t) => self.tools.get(t).map(|t| &t.sandbox),
+        }
+    }
 }
 
 /// User and group a tool runs as. Supplementary groups are always cleared.

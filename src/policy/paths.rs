@@ -1,0 +1,173 @@
+//! Path templates and the filesystem rules Landlock can and cannot express.
+//!
+//! Owns the syntax of policy paths (absolute, no `.`/`..`, only the known
+//! `${VARIABLES}`, and only at the start) and the checks that compare rules:
+//! a grant on or beneath a denied path exposes it, and a deny beneath a grant
+//! cannot be expressed at all, because Landlock is an allow-list whose rights
+//! are inherited by everything beneath a granted directory. Comparisons are
+//! textual on normalized templates; paths that start with different variables
+//! are unrelated at load time. It must never touch the filesystem.
+
+use super::model::{FsAccess, PathRule, PathTemplate, Sandbox, Sourced};
+
+/// Validate and normalize a policy path. `Err` holds (message, hint).
+pub fn template(raw: &str) -> Result<PathTemplate, (String, String)> {
+    let bad = |m: String, h: &str| Err((m, h.to_owned()));
+    if raw.is_empty() {
+        return bad(
+            "empty path".into(),
+            "write an absolute path such as `/usr/lib`",
+        );
+    }
+    if raw.contains('\0') {
+        return bad("path contains a NUL byte".into(), "remove it");
+    }
+    let rest = if let Some(after) = raw.strip_prefix("${") {
+        let Some(end) = after.find('}') else {
+            return bad(
+                format!("unterminated variable in `{raw}`"),
+                "write `${NAME}`",
+            );
+        };
+        let name = &after[..end];
+        if !PathTemplate::VARIABLES.contains(&name) {
+            return bad(
+                format!("unknown variable `${{{name}}}` in `{raw}`"),
+                "the variables are ${RUN_DIR}, ${HOME} and ${TMPDIR}",
+            );
+        }
+        let rest = &after[end + 1..];
+        if !rest.is_empty() && !rest.starts_with('/') {
+            return bad(
+                format!("`{raw}`: a variable must be followed by `/` or end the path"),
+                "write e.g. `${HOME}/.cache`",
+            );
+        }
+        rest
+    } else if raw.starts_with('/') {
+        raw
+    } else {
+        return bad(
+            format!("path `{raw}` is relative"),
+            "policy paths must be absolute (`/usr/lib`) or start with ${RUN_DIR}, ${HOME} or ${TMPDIR}",
+        );
+    };
+    if rest.contains('$') {
+        return bad(
+            format!(
+                "`{raw}`: `$` may only start a path, as `${{RUN_DIR}}`, `${{HOME}}` or `${{TMPDIR}}`"
+            ),
+            "variables can only begin a path; a literal `$` in a file name is not supported",
+        );
+    }
+    let mut out = String::with_capacity(raw.len());
+    out.push_str(&raw[..raw.len() - rest.len()]);
+    for comp in rest.split('/').filter(|c| !c.is_empty()) {
+        if comp == ".." || comp == "." {
+            return bad(
+                format!("path `{raw}` contains `{comp}`"),
+                "write the path without `.` or `..` components; rules must name the tree they grant",
+            );
+        }
+        out.push('/');
+        out.push_str(comp);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(PathTemplate(out))
+}
+
+/// True when `inner` is `outer` or lies beneath it.
+pub fn is_within(inner: &PathTemplate, outer: &PathTemplate) -> bool {
+    let (i, o) = (inner.0.as_str(), outer.0.as_str());
+    if o == "/" {
+        return i.starts_with('/');
+    }
+    i == o || (i.starts_with(o) && i.as_bytes().get(o.len()) == Some(&b'/'))
+}
+
+/// A grant and a deny that cannot coexist.
+pub struct Conflict<'a> {
+    /// The offending grant.
+    pub rule: &'a PathRule,
+    /// The deny it collides with.
+    pub deny: &'a Sourced<PathTemplate>,
+    /// True when the deny lies strictly beneath the grant (inexpressible),
+    /// false when the grant lies on or beneath the deny (exposes it).
+    pub deny_inside_grant: bool,
+}
+
+/// The first grant/deny conflict of a sandbox, if any.
+pub fn first_conflict(sandbox: &Sandbox) -> Option<Conflict<'_>> {
+    for deny in &sandbox.filesystem.deny {
+        for rule in &sandbox.filesystem.rules {
+            if is_within(&rule.path, &deny.value) {
+                return Some(Conflict {
+                    rule,
+                    deny,
+                    deny_inside_grant: false,
+                });
+            }
+            if is_within(&deny.value, &rule.path) {
+                return Some(Conflict {
+                    rule,
+                    deny,
+                    deny_inside_grant: true,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// The rights a sandbox grants on a literal path (the union of every rule on it
+/// or on one of its ancestors, as Landlock computes them).
+pub fn rights_on(sandbox: &Sandbox, path: &str) -> FsAccess {
+    let target = PathTemplate(path.to_owned());
+    sandbox
+        .filesystem
+        .rules
+        .iter()
+        .filter(|r| is_within(&target, &r.path))
+        .fold(FsAccess::empty(), |acc, r| acc.union(r.access))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> String {
+        template(s)
+            .map(|p| p.0)
+            .unwrap_or_else(|(m, _)| format!("ERR {m}"))
+    }
+
+    #[test]
+    fn normalizes_and_refuses() {
+        assert_eq!(t("/usr/lib/"), "/usr/lib");
+        assert_eq!(t("//usr//lib"), "/usr/lib");
+        assert_eq!(t("/"), "/");
+        assert_eq!(t("${RUN_DIR}"), "${RUN_DIR}");
+        assert_eq!(t("${HOME}/.cache/"), "${HOME}/.cache");
+        assert!(t("usr/lib").contains("relative"));
+        assert!(t("/usr/../etc").contains(".."));
+        assert!(t("/usr/./lib").contains("`.`"));
+        assert!(t("${HOMEDIR}/x").contains("unknown variable"));
+        assert!(t("${HOME}x").starts_with("ERR"));
+        assert!(t("/x/${HOME}").starts_with("ERR"));
+        assert!(t("$HOME/x").contains("relative"));
+        assert!(t("").contains("empty"));
+    }
+
+    #[test]
+    fn within() {
+        let p = |s: &str| PathTemplate(s.into());
+        assert!(is_within(&p("/etc/ssl"), &p("/etc")));
+        assert!(is_within(&p("/etc"), &p("/etc")));
+        assert!(!is_within(&p("/etcetera"), &p("/etc")));
+        assert!(is_within(&p("/etc"), &p("/")));
+        assert!(!is_within(&p("${HOME}/x"), &p("/")));
+        assert!(is_within(&p("${HOME}/x"), &p("${HOME}")));
+    }
+}
