@@ -3,4 +3,5 @@
 //! Layers: Landlock (filesystem, TCP ports, scopes), seccomp, cgroups (v1 and v2),
 //! rlimits, identity (uid/gid, capabilities, `no_new_privs`).
 
+pub mod cgroup;
 pub mod syscalls;
