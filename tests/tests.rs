@@ -6,4 +6,5 @@
 
 mod util;
 
+mod cgroup;
 mod policy;

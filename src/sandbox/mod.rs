@@ -14,6 +14,7 @@
 
 use std::path::PathBuf;
 
+pub mod cgroup;
 pub mod command;
 pub mod env;
 #[cfg(test)]
