@@ -128,6 +128,8 @@ pub enum ExitCause {
     SeccompKill,
     /// The supervisor was stopped and killed the tree.
     Shutdown,
+    /// `execve` failed after the sandbox was applied (run-started was recorded).
+    ExecFailed,
 }
 
 /// How a run ended, recorded in `run-exited` and printed by `run --verbose`.

@@ -1,12 +1,268 @@
-//! `enforcecore run`.
+//! `enforcecore run`: one command in the foreground, under a policy's sandbox.
+//!
+//! Exit codes (DESIGN §7): the tool's own code; 128+N when it was killed by signal
+//! N (OOM kills and the output cap are SIGKILL: 137); 124 on timeout; 125 when
+//! EnforceCore failed and the tool did not run (bad policy, a layer could not be
+//! applied, the run's start could not be recorded); 126 when the policy refused
+//! the request (unknown tool, command or arguments not allowed, `execve` denied);
+//! 127 when the command does not exist. SIGINT, SIGTERM or SIGHUP to `run` kill
+//! the tool's whole tree and exit 128+N.
+//!
+//! The exit report goes to stderr with `--verbose`, or whenever the run did not
+//! end by the tool's own exit (timeout, OOM, pids, output cap, seccomp kill,
+//! shutdown); `--json` prints it as one JSON object instead of text.
 
+use std::ffi::OsString;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::Args;
+
+use crate::exit;
+use crate::policy::{self, fmt_size};
+use crate::report::{Caller, Denial, EnforcementReport, ExitCause, ExitReport};
+use crate::supervise::{self, Filters, Input, NoObserver, Output, RunRequest, Streams};
 
 /// Arguments of `enforcecore run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {}
+#[command(
+    after_help = "Exit codes: the tool's own; 128+N killed by signal N; 124 timeout; \
+125 EnforceCore failed (the tool did not run); 126 refused by policy; 127 command not found."
+)]
+pub struct RunArgs {
+    /// The policy file.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// Run as this policy tool: the command and arguments must match its rules.
+    #[arg(long, value_name = "NAME")]
+    pub tool: Option<String>,
+    /// Append the run's records to this audit trail.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Sign the trail's checkpoints with this Ed25519 key.
+    #[arg(long, value_name = "FILE", requires = "audit_log")]
+    pub audit_key: Option<PathBuf>,
+    /// Print what was enforced and how the run ended, on stderr.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Print the report as JSON (on stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
 
 /// Execute `enforcecore run`.
-pub fn execute(_args: RunArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`enforcecore run` is not available in this build yet")
+pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
+    let policy = match policy::load(&args.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("enforcecore: {e}");
+            return Ok(exit::SUPERVISOR_FAILED);
+        }
+    };
+    if args.audit_log.is_some() {
+        eprintln!(
+            "enforcecore: error: --audit-log: this build cannot write an audit trail yet; \
+             refusing to run unaudited"
+        );
+        return Ok(exit::SUPERVISOR_FAILED);
+    }
+    let sandbox = match supervise::admit(&policy, args.tool.as_deref(), &args.command) {
+        Ok(s) => s,
+        Err(refusal) => {
+            eprintln!("enforcecore: {refusal}");
+            return Ok(exit::REFUSED);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("starting the async runtime")?;
+    let run_id = supervise::new_run_id().context("generating a run id")?;
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned();
+    let streams = Streams {
+        stdin: Input::Fd(dup(std::io::stdin().as_fd()).context("duplicating stdin")?),
+        stdout: Output::Fd(dup(std::io::stdout().as_fd()).context("duplicating stdout")?),
+        stderr: Output::Fd(dup(std::io::stderr().as_fd()).context("duplicating stderr")?),
+    };
+    let caller = Caller {
+        via: "cli".into(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        pid: Some(std::process::id() as i32),
+        agent: None,
+    };
+    let (result, signal) = runtime.block_on(async {
+        let stop = Stop::install()?;
+        let received = stop.received.clone();
+        let req = RunRequest {
+            run_id: run_id.clone(),
+            tool: args.tool.clone(),
+            argv: args.command.clone(),
+            sandbox,
+            caller,
+            caller_env: std::env::vars_os().collect(),
+            stdio: streams,
+            filters: Filters::passthrough(),
+            runs_root: None,
+            cgroup_pool: None,
+            shutdown: Some(Box::pin(stop.wait())),
+        };
+        let result = supervise::execute(req, &NoObserver).await;
+        anyhow::Ok((result, *received.lock().unwrap_or_else(|p| p.into_inner())))
+    })?;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("enforcecore: error: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+    let abnormal = outcome.exit.cause != ExitCause::Exited;
+    if args.json {
+        let v = serde_json::json!({
+            "run_id": run_id,
+            "tool": args.tool,
+            "enforcement": outcome.enforcement,
+            "exit": outcome.exit,
+            "denials": outcome.denials,
+        });
+        eprintln!("{v}");
+    } else if args.verbose || abnormal {
+        print_report(
+            &run_id,
+            &outcome.enforcement,
+            &outcome.exit,
+            &outcome.denials,
+        );
+    }
+    if let Some(e) = &outcome.observer_error {
+        eprintln!("enforcecore: error: {e}");
+        return Ok(exit::SUPERVISOR_FAILED);
+    }
+    Ok(match (outcome.exit.cause, signal) {
+        (ExitCause::Timeout, _) => exit::TIMEOUT,
+        (ExitCause::Shutdown, Some(sig)) => 128 + sig as u8,
+        _ => exit::from_wait(outcome.exit.code, outcome.exit.signal),
+    })
+}
+
+/// SIGINT, SIGTERM and SIGHUP, turned into the run's shutdown future.
+struct Stop {
+    signals: Vec<(i32, tokio::signal::unix::Signal)>,
+    received: std::sync::Arc<std::sync::Mutex<Option<i32>>>,
+}
+
+impl Stop {
+    fn install() -> anyhow::Result<Stop> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut signals = Vec::new();
+        for (n, k) in [
+            (libc::SIGINT, SignalKind::interrupt()),
+            (libc::SIGTERM, SignalKind::terminate()),
+            (libc::SIGHUP, SignalKind::hangup()),
+        ] {
+            signals.push((n, signal(k).context("installing signal handlers")?));
+        }
+        Ok(Stop {
+            signals,
+            received: Default::default(),
+        })
+    }
+
+    async fn wait(mut self) {
+        let (a, b) = self.signals.split_at_mut(1);
+        let (b, c) = b.split_at_mut(1);
+        let n = tokio::select! {
+            _ = a[0].1.recv() => a[0].0,
+            _ = b[0].1.recv() => b[0].0,
+            _ = c[0].1.recv() => c[0].0,
+        };
+        *self.received.lock().unwrap_or_else(|p| p.into_inner()) = Some(n);
+    }
+}
+
+fn print_report(run_id: &str, e: &EnforcementReport, x: &ExitReport, denials: &[Denial]) {
+    let how = match (x.code, x.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        (None, None) => "no status".into(),
+    };
+    let cause = serde_json::to_value(x.cause)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    eprintln!(
+        "enforcecore: run {run_id}: {how} ({cause}) after {} ms; cpu {}; peak memory {}; \
+         output {}",
+        x.duration_ms,
+        x.cpu_ms.map_or("?".into(), |c| format!("{c} ms")),
+        x.peak_memory_bytes.map_or("?".into(), fmt_size),
+        fmt_size(x.output_bytes),
+    );
+    for d in denials {
+        eprintln!(
+            "enforcecore: denied by {:?}: {} — {} ({})",
+            d.layer, d.object, d.detail, d.hint
+        );
+    }
+    let l = &e.landlock;
+    eprintln!(
+        "enforcecore: sandbox: uid {} gid {}, capabilities {}, no_new_privs; landlock ABI {} \
+         {} ({} path rules{}, {} port rules, scopes [{}], log_new_exec {})",
+        e.uid,
+        e.gid,
+        if e.caps_dropped {
+            "all dropped"
+        } else {
+            "effective/permitted dropped, bounding set kept (not root)"
+        },
+        l.abi,
+        l.status,
+        l.fs_rules,
+        if l.skipped_optional.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", skipped missing optional {}",
+                l.skipped_optional
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        },
+        l.net_rules,
+        l.scopes.join(" "),
+        l.log_new_exec,
+    );
+    let s = &e.seccomp;
+    eprintln!(
+        "enforcecore: seccomp {} {} ({} syscalls listed, {} BPF instructions, sha256 {}); \
+         socket families [{}]",
+        s.mode,
+        s.action,
+        s.syscalls,
+        s.instructions,
+        s.filter_sha256,
+        s.socket_families.join(" ")
+    );
+    let c = &e.cgroup;
+    eprintln!(
+        "enforcecore: cgroup {} (memory {}, pids {}, cpu {}); rlimits {}; run dir {}",
+        c.version,
+        c.memory_bytes.map_or("-".into(), fmt_size),
+        c.pids.map_or("-".into(), |p| p.to_string()),
+        c.cpu_millis.map_or("-".into(), |m| format!("{m}m")),
+        e.rlimits
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        e.run_dir.display()
+    );
 }

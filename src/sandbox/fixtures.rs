@@ -82,5 +82,6 @@ pub fn strict() -> Sandbox {
             set: BTreeMap::new(),
         },
         run_dir: RunDir { keep: src(false) },
+        requires: Requirements::default(),
     }
 }

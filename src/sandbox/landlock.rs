@@ -23,7 +23,7 @@ use landlock::{
 };
 
 use super::SandboxError;
-use crate::policy::{FsAccess, Origin, PathVars, Requirements, Sandbox, SocketFamily};
+use crate::policy::{FsAccess, Origin, PathVars, Sandbox, SocketFamily};
 use crate::report::LandlockReport;
 
 /// `LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON` (ABI 7).
@@ -46,7 +46,7 @@ pub struct Need {
 }
 
 /// The highest ABI the policy's rules and requirements imply, with the reason.
-pub fn required_abi(sandbox: &Sandbox, requires: &Requirements) -> Need {
+pub fn required_abi(sandbox: &Sandbox) -> Need {
     let mut need = Need {
         abi: 1,
         feature: "filesystem rules".into(),
@@ -111,7 +111,7 @@ pub fn required_abi(sandbox: &Sandbox, requires: &Requirements) -> Need {
             );
         }
     }
-    if let Some(r) = &requires.landlock_abi {
+    if let Some(r) = &sandbox.requires.landlock_abi {
         raise(
             r.value,
             "requires.landlock_abi".into(),
@@ -138,13 +138,9 @@ fn ruleset_err(e: impl std::fmt::Display) -> SandboxError {
 }
 
 /// Check the kernel against the policy and build the ruleset.
-pub fn prepare(
-    sandbox: &Sandbox,
-    requires: &Requirements,
-    vars: &PathVars,
-) -> Result<Prepared, SandboxError> {
+pub fn prepare(sandbox: &Sandbox, vars: &PathVars) -> Result<Prepared, SandboxError> {
     let have = super::probe::landlock_abi().map_err(SandboxError::LandlockUnavailable)?;
-    let need = required_abi(sandbox, requires);
+    let need = required_abi(sandbox);
     if u32::from(need.abi) > have {
         return Err(SandboxError::LandlockAbiTooOld {
             need: need.abi,

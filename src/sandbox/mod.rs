@@ -160,7 +160,9 @@ pub enum SandboxError {
         source: std::io::Error,
     },
     /// The command does not exist or is not an executable file.
-    #[error("command not found: `{0}` (looked up in the tool's PATH: {1})")]
+    #[error(
+        "command not found (or not an executable file): `{0}` (looked up in the tool's PATH: {1})"
+    )]
     CommandNotFound(String, String),
     /// An argument or environment entry contains a NUL byte.
     #[error("{0} contains a NUL byte and cannot be passed to the tool")]

@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::{SandboxError, command, env, identity, landlock, rlimit, rundir, seccomp};
-use crate::policy::{PathVars, Requirements, Sandbox};
+use crate::policy::{PathVars, Sandbox};
 use crate::report::EnforcementReport;
 use crate::sys::child::Rlimit;
 
@@ -29,8 +29,6 @@ pub struct PlanRequest<'a> {
     pub run_id: &'a str,
     /// The effective sandbox.
     pub sandbox: &'a Sandbox,
-    /// The policy's explicit kernel requirements.
-    pub requires: &'a Requirements,
     /// The command and its arguments, as the caller gave them.
     pub argv: &'a [OsString],
     /// The caller's environment (only allow-listed names pass).
@@ -95,7 +93,7 @@ impl Plan {
         let seccomp = seccomp::compile(sandbox)?;
         // 4. Landlock ABI (checked again, with the ruleset, in step 6).
         let have = super::probe::landlock_abi().map_err(SandboxError::LandlockUnavailable)?;
-        let need = landlock::required_abi(sandbox, req.requires);
+        let need = landlock::required_abi(sandbox);
         if u32::from(need.abi) > have {
             return Err(SandboxError::LandlockAbiTooOld {
                 need: need.abi,
@@ -117,7 +115,7 @@ impl Plan {
         let cwd = CString::new(run_dir.path().as_os_str().as_bytes())
             .map_err(|_| SandboxError::NulByte("the run directory path".into()))?;
         // 6. Landlock ruleset.
-        let landlock = landlock::prepare(sandbox, req.requires, &vars)?;
+        let landlock = landlock::prepare(sandbox, &vars)?;
         // 7. rlimits and the report.
         let (rlimits, rlimit_report) = rlimit::plan(&sandbox.limits);
         let report = EnforcementReport {

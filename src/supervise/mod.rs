@@ -1,5 +1,221 @@
 //! One run, from spawn to exit report: stdio pumps, denial feed, wait, cleanup.
+//!
+//! [`execute`] is the path `enforcecore run` and the daemon share. It is async and
+//! re-entrant: the daemon calls it concurrently for many runs on one runtime. The
+//! steps:
+//!
+//! 1. the run's cgroup is created on a blocking thread *while* the sandbox plan is
+//!    built ([`crate::sandbox::Plan`]: identity, command (127), seccomp, Landlock,
+//!    run directory);
+//! 2. the stdio pipes are created and the child is spawned; it applies the
+//!    sandbox and reports ready ([`spawn`]);
+//! 3. [`Observer::started`] is awaited — the audit trail makes run-started durable
+//!    before the point of no return; an error aborts the run (exit 125);
+//! 4. the child execs; the pumps start ([`stdio`]);
+//! 5. the supervisor waits for the main process, the wall-clock deadline (exit
+//!    124) or the output cap, whichever comes first;
+//! 6. the whole tree is killed (cgroup kill; the process group without a cgroup),
+//!    the output drained, cgroup events and stats read, the exit cause decided
+//!    ([`outcome`]), denials and [`Observer::exited`] reported;
+//! 7. the cgroup and (unless kept) the run directory are removed.
+//!
+//! Admission (tool and argument rules, exit 126) is the separate, earlier step
+//! [`admit::admit`]. This module must never run a tool without every layer in
+//! place, and never leave a process, cgroup or run directory behind.
 
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::policy::Sandbox;
+use crate::report::{Caller, Denial, EnforcementReport, ExitReport};
+use crate::sandbox::SandboxError;
+use crate::sandbox::cgroup::{CgroupError, CgroupPool};
+use crate::sys::child::Step;
+
+pub mod admit;
+mod cgroup;
 pub mod outcome;
+mod run;
 pub mod spawn;
 pub mod stdio;
+
+pub use admit::{Refusal, admit};
+pub use run::execute;
+pub use stdio::{Filters, Input, Output, Passthrough, Streams};
+
+/// How long the child may take to apply its sandbox before it is killed.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After the tree is killed, how long the output pumps may take to drain.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Error from an [`Observer`] hook.
+pub type ObserverError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Hooks through which a run reports to the audit trail (or anything else).
+#[async_trait::async_trait]
+pub trait Observer: Send + Sync {
+    /// The sandbox is in place and the tool is about to be exec'd. Awaited before
+    /// the point of no return; an error aborts the run (exit 125).
+    async fn started(&self, enforcement: &EnforcementReport) -> Result<(), ObserverError>;
+    /// A denial attributed to the run.
+    async fn denial(&self, denial: Denial) -> Result<(), ObserverError>;
+    /// The run ended.
+    async fn exited(&self, exit: &ExitReport) -> Result<(), ObserverError>;
+}
+
+/// An observer that records nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoObserver;
+
+#[async_trait::async_trait]
+impl Observer for NoObserver {
+    async fn started(&self, _: &EnforcementReport) -> Result<(), ObserverError> {
+        Ok(())
+    }
+    async fn denial(&self, _: Denial) -> Result<(), ObserverError> {
+        Ok(())
+    }
+    async fn exited(&self, _: &ExitReport) -> Result<(), ObserverError> {
+        Ok(())
+    }
+}
+
+/// One request to run a command.
+pub struct RunRequest<'a> {
+    /// Run id ([`new_run_id`]); names the run directory and cgroup.
+    pub run_id: String,
+    /// The policy tool, when the request named one (for reports).
+    pub tool: Option<String>,
+    /// The command and its arguments.
+    pub argv: Vec<OsString>,
+    /// The effective sandbox (from [`admit`]).
+    pub sandbox: &'a Sandbox,
+    /// Who asked.
+    pub caller: Caller,
+    /// The caller's environment; only the policy's allow-list passes.
+    pub caller_env: Vec<(OsString, OsString)>,
+    /// The caller's streams.
+    pub stdio: Streams,
+    /// Per-stream filters (redaction).
+    pub filters: Filters,
+    /// Where run directories go; `None` for the default
+    /// ([`crate::sandbox::rundir::default_root`]).
+    pub runs_root: Option<PathBuf>,
+    /// Pre-created cgroups (the daemon's); `None` creates the cgroup inline.
+    pub cgroup_pool: Option<Arc<CgroupPool>>,
+    /// Completes when the supervisor must stop: the tree is killed and the run
+    /// ends with cause `shutdown`.
+    pub shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
+}
+
+/// What a finished run produced.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// What the sandbox enforced.
+    pub enforcement: EnforcementReport,
+    /// How the run ended.
+    pub exit: ExitReport,
+    /// Denials reported to the observer.
+    pub denials: Vec<Denial>,
+    /// An observer hook failed after the tool had started (the run's record is
+    /// incomplete).
+    pub observer_error: Option<String>,
+}
+
+/// Why a run failed before the tool ran (or could not be supervised).
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    /// The sandbox could not be prepared.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// The run's cgroup could not be created.
+    #[error("creating the run's cgroup failed: {0}")]
+    Cgroup(#[source] CgroupError),
+    /// The host's cgroup layout could not be detected.
+    #[error("detecting the host's cgroup layout failed: {0}")]
+    CgroupDetect(String),
+    /// Pipes or the pumps could not be set up.
+    #[error("setting up the tool's stdio failed: {0}")]
+    Stdio(#[source] std::io::Error),
+    /// `clone3` failed.
+    #[error("creating the tool process failed: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// A step of the child's sandbox sequence failed.
+    #[error("{} failed: {}", .step.describe(), errno_text(*.errno))]
+    ChildStep {
+        /// The step.
+        step: Step,
+        /// The errno.
+        errno: i32,
+    },
+    /// The exec itself failed after the sandbox was applied.
+    #[error("cannot execute `{command}`: {}{hint}", errno_text(*.errno))]
+    Exec {
+        /// The command.
+        command: String,
+        /// The errno.
+        errno: i32,
+        /// What it probably means.
+        hint: &'static str,
+    },
+    /// The child died before it reported.
+    #[error("the tool process died while its sandbox was being applied ({0})")]
+    ChildVanished(String),
+    /// The child did not finish its sandbox setup in time.
+    #[error("the tool process did not finish applying its sandbox within {0:?}")]
+    SetupTimeout(Duration),
+    /// The `started` hook failed: the run was aborted before exec.
+    #[error("recording the run's start failed, run aborted: {0}")]
+    Observer(#[source] ObserverError),
+    /// Waiting for the tool failed.
+    #[error("waiting for the tool failed: {0}")]
+    Wait(#[source] std::io::Error),
+    /// A blocking helper task panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+fn errno_text(errno: i32) -> String {
+    format!(
+        "{} ({})",
+        std::io::Error::from_raw_os_error(errno),
+        nix::errno::Errno::from_raw(errno)
+    )
+}
+
+impl SuperviseError {
+    /// The `run`/`call` exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SuperviseError::Sandbox(e) => e.exit_code(),
+            SuperviseError::Exec { errno, .. } => match *errno {
+                libc::ENOENT | libc::ENOTDIR => crate::exit::NOT_FOUND,
+                libc::EACCES | libc::EPERM => crate::exit::REFUSED,
+                _ => crate::exit::SUPERVISOR_FAILED,
+            },
+            _ => crate::exit::SUPERVISOR_FAILED,
+        }
+    }
+}
+
+/// A fresh random run id: 16 lowercase hex digits (64 bits from the kernel CSPRNG).
+pub fn new_run_id() -> std::io::Result<String> {
+    let mut b = [0u8; 8];
+    crate::sys::process::random_bytes(&mut b)?;
+    Ok(hex::encode(b))
+}
+
+/// Shared, cloneable handle on a finished-or-running run's elapsed time.
+#[derive(Clone, Copy, Debug)]
+struct Clock(Instant);
+
+impl Clock {
+    fn ms(&self) -> u64 {
+        self.0.elapsed().as_millis().min(u128::from(u64::MAX)) as u64
+    }
+}

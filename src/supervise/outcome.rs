@@ -18,6 +18,8 @@ pub enum Enforced {
     Timeout,
     /// Output cap.
     OutputCap,
+    /// The supervisor was told to stop (signal, daemon shutdown).
+    Shutdown,
 }
 
 /// cgroup event counters at the end of the run.
@@ -39,6 +41,7 @@ pub fn cause(
     match enforced {
         Some(Enforced::Timeout) => return ExitCause::Timeout,
         Some(Enforced::OutputCap) => return ExitCause::OutputCap,
+        Some(Enforced::Shutdown) => return ExitCause::Shutdown,
         None => {}
     }
     let failed = !matches!(status, ExitStatus::Exited(0));
@@ -124,7 +127,7 @@ pub fn denials(
             ),
             hint: format!("raise limits.output{}", at(&limits.output_bytes)),
         }),
-        None => {}
+        Some(Enforced::Shutdown) | None => {}
     }
     out
 }

@@ -181,10 +181,15 @@ impl CallerEnd {
     }
 }
 
-/// The supervisor's side of the tool's stdio, and the child's ends (to hand over).
+/// The tool's three pipes: the child's ends (to hand over) and the supervisor's.
 pub struct ToolPipes {
     /// The child's stdin, stdout, stderr ends (CLOEXEC, all >= 3).
     pub child: [OwnedFd; 3],
+    parent: ParentPipes,
+}
+
+/// The supervisor's ends of the tool's pipes.
+pub struct ParentPipes {
     stdin: pipe::Sender,
     stdout: pipe::Receiver,
     stderr: pipe::Receiver,
@@ -207,10 +212,17 @@ impl ToolPipes {
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         Ok(ToolPipes {
             child: [above_stdio(in_r)?, above_stdio(out_w)?, above_stdio(err_w)?],
-            stdin: pipe::Sender::from_owned_fd(in_w)?,
-            stdout: pipe::Receiver::from_owned_fd(out_r)?,
-            stderr: pipe::Receiver::from_owned_fd(err_r)?,
+            parent: ParentPipes {
+                stdin: pipe::Sender::from_owned_fd(in_w)?,
+                stdout: pipe::Receiver::from_owned_fd(out_r)?,
+                stderr: pipe::Receiver::from_owned_fd(err_r)?,
+            },
         })
+    }
+
+    /// Close the child's ends (once the child has its copies) and keep ours.
+    pub fn into_parent(self) -> ParentPipes {
+        self.parent
     }
 }
 
@@ -273,6 +285,28 @@ pub struct Streams {
     pub stderr: Output,
 }
 
+/// The identity filter: bytes pass unchanged (streams without redaction).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Passthrough;
+
+impl StreamFilter for Passthrough {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(input);
+    }
+    fn finish(&mut self, _out: &mut Vec<u8>) {}
+}
+
+impl Filters {
+    /// No redaction on any stream.
+    pub fn passthrough() -> Filters {
+        Filters {
+            stdin: Box::new(Passthrough),
+            stdout: Box::new(Passthrough),
+            stderr: Box::new(Passthrough),
+        }
+    }
+}
+
 /// Per-stream filters (identity where no redaction is configured).
 pub struct Filters {
     /// Caller → tool.
@@ -285,7 +319,7 @@ pub struct Filters {
 
 /// Start the three pumps.
 pub fn start(
-    pipes: ToolPipes,
+    pipes: ParentPipes,
     streams: Streams,
     filters: Filters,
     cap: Arc<OutputCap>,

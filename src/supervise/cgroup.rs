@@ -1,0 +1,110 @@
+//! The run's cgroup: where it comes from, and how it ends.
+//!
+//! The host's hierarchy is detected once per process. A run's cgroup is required
+//! when the supervisor is root (it is how the whole tree is killed and accounted)
+//! or when the policy sets a cgroup limit; a non-root supervisor without
+//! delegation and without cgroup limits runs the tool without one, kills its
+//! process group instead, and reports the cgroup as `none`. A daemon passes its
+//! [`CgroupPool`] so that `mkdir` and `rmdir` stay off the critical path.
+
+use std::sync::OnceLock;
+
+use super::SuperviseError;
+use super::outcome::Events;
+use crate::report::CgroupReport;
+use crate::sandbox::cgroup::{CgroupError, CgroupLimits, CgroupPool, Hierarchy, RunCgroup};
+
+/// The host's hierarchy, detected once.
+pub fn hierarchy() -> Result<&'static Hierarchy, String> {
+    static H: OnceLock<Result<Hierarchy, String>> = OnceLock::new();
+    H.get_or_init(|| Hierarchy::detect().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Create the run's cgroup (blocking I/O).
+pub fn create(
+    run_id: &str,
+    limits: &CgroupLimits,
+    required: bool,
+    pool: Option<&CgroupPool>,
+) -> Result<Option<RunCgroup>, SuperviseError> {
+    let created = match pool {
+        Some(p) => p.create_run(run_id, limits),
+        None => match hierarchy() {
+            Ok(h) => h.create_run(run_id, limits),
+            Err(e) if required => {
+                return Err(SuperviseError::CgroupDetect(e));
+            }
+            Err(e) => {
+                tracing::warn!("running without a cgroup: {e}");
+                return Ok(None);
+            }
+        },
+    };
+    match created {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if required => Err(SuperviseError::Cgroup(e)),
+        Err(e) => {
+            tracing::warn!("running without a cgroup: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// The report of a run without a cgroup.
+pub fn none_report() -> CgroupReport {
+    CgroupReport {
+        version: "none".into(),
+        ..CgroupReport::default()
+    }
+}
+
+/// What the end of a run read from its cgroup.
+#[derive(Debug, Default)]
+pub struct Final {
+    /// OOM kills and pids-limit hits.
+    pub events: Events,
+    /// CPU time of the tree, milliseconds.
+    pub cpu_ms: Option<u64>,
+    /// Peak memory of the tree.
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// Kill what is left, read the counters, remove the cgroup (or hand it to the
+/// pool for removal). Blocking I/O.
+pub fn finish(cg: RunCgroup, pool: Option<&CgroupPool>) -> (Final, Option<CgroupError>) {
+    let mut err = cg.kill_all().err();
+    let mut fin = Final::default();
+    match cg.events() {
+        Ok(e) => {
+            fin.events = Events {
+                oom_kills: e.oom_kills.unwrap_or(0),
+                pids_max: e.pids_max.unwrap_or(0),
+            }
+        }
+        Err(e) => {
+            err.get_or_insert(e);
+        }
+    }
+    match cg.stats() {
+        Ok(s) => {
+            fin.cpu_ms = s
+                .cpu
+                .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
+            fin.peak_memory_bytes = s.peak_memory_bytes;
+        }
+        Err(e) => {
+            err.get_or_insert(e);
+        }
+    }
+    match pool {
+        Some(p) => p.retire(cg),
+        None => {
+            if let Err(e) = cg.remove() {
+                err.get_or_insert(e);
+            }
+        }
+    }
+    (fin, err)
+}

@@ -1,0 +1,313 @@
+//! [`execute`]: the body of one run (the steps are listed in the module above).
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::time::timeout;
+
+use super::cgroup::{self as cg, Final};
+use super::outcome::{self, Enforced};
+use super::spawn::{self, Child, SetupFailure};
+use super::stdio::{self, OutputCap, ToolPipes};
+use super::{Clock, DRAIN_GRACE, Observer, RunOutcome, RunRequest, SETUP_TIMEOUT, SuperviseError};
+use crate::report::{ExitCause, ExitReport};
+use crate::sandbox::cgroup::{CgroupLimits, CgroupPool, RunCgroup};
+use crate::sandbox::{Plan, PlanRequest, rundir};
+use crate::sys::child::Step;
+use crate::sys::process::{self, ExitStatus};
+
+/// Run one command under its sandbox. See the module documentation for the steps.
+pub async fn execute(
+    req: RunRequest<'_>,
+    observer: &dyn Observer,
+) -> Result<RunOutcome, SuperviseError> {
+    let clock = Clock(Instant::now());
+    let sandbox = req.sandbox;
+    let euid = nix::unistd::geteuid().as_raw();
+    let limits = CgroupLimits::from_policy(&sandbox.limits);
+    let required = euid == 0 || limits != CgroupLimits::default();
+    let pool = req.cgroup_pool.clone();
+
+    // 1. The cgroup (blocking I/O) concurrently with the plan.
+    let cg_task = {
+        let id = req.run_id.clone();
+        let pool = pool.clone();
+        tokio::task::spawn_blocking(move || cg::create(&id, &limits, required, pool.as_deref()))
+    };
+    let runs_root = req
+        .runs_root
+        .clone()
+        .unwrap_or_else(|| rundir::default_root(euid));
+    let plan = Plan::build(&PlanRequest {
+        run_id: &req.run_id,
+        sandbox,
+        argv: &req.argv,
+        caller_env: &req.caller_env,
+        runs_root: &runs_root,
+    });
+    let cgroup = cg_task
+        .await
+        .map_err(|e| SuperviseError::Task(e.to_string()))?;
+    let (mut plan, cgroup) = match (plan, cgroup) {
+        (Ok(p), Ok(c)) => (p, c),
+        (Err(e), c) => {
+            if let Ok(Some(c)) = c {
+                dispose(c, pool).await;
+            }
+            return Err(e.into());
+        }
+        (Ok(p), Err(e)) => {
+            drop(p);
+            return Err(e);
+        }
+    };
+    plan.report.cgroup = cgroup
+        .as_ref()
+        .map_or_else(cg::none_report, RunCgroup::report);
+    let cgroup = cgroup.map(Arc::new);
+
+    // 2. Pipes and the child.
+    let mut run = Running {
+        plan,
+        cgroup,
+        pool,
+        child: None,
+    };
+    let pipes = match ToolPipes::new() {
+        Ok(p) => p,
+        Err(e) => return Err(run.fail(SuperviseError::Stdio(e)).await),
+    };
+    let no_fds: &[OwnedFd] = &[];
+    let join = run.cgroup.as_ref().map_or(no_fds, |c| c.join_fds());
+    let child = match spawn::spawn(&run.plan, &pipes.child, join) {
+        Ok(c) => c,
+        Err(e) => return Err(run.fail(SuperviseError::Spawn(e)).await),
+    };
+    let pid = child.pid;
+    let child = run.child.insert(child);
+    let pipes = pipes.into_parent();
+
+    // 3. Sandbox applied; the observer records the start before exec.
+    match timeout(SETUP_TIMEOUT, child.ready()).await {
+        Err(_) => {
+            child.abort().await;
+            return Err(run.fail(SuperviseError::SetupTimeout(SETUP_TIMEOUT)).await);
+        }
+        Ok(Err(f)) => {
+            let e = setup_error(f, &run.plan);
+            return Err(run.fail(e).await);
+        }
+        Ok(Ok(())) => {}
+    }
+    if let Err(e) = observer.started(&run.plan.report).await {
+        child.abort().await;
+        return Err(run.fail(SuperviseError::Observer(e)).await);
+    }
+
+    // 4. exec, then the pumps.
+    if let Err(f) = child.go().await {
+        let e = setup_error(f, &run.plan);
+        let exit = ExitReport {
+            code: None,
+            signal: None,
+            cause: ExitCause::ExecFailed,
+            duration_ms: clock.ms(),
+            cpu_ms: None,
+            peak_memory_bytes: None,
+            output_bytes: 0,
+            denials: 0,
+        };
+        if let Err(oe) = observer.exited(&exit).await {
+            tracing::warn!("recording the failed exec failed: {oe}");
+        }
+        return Err(run.fail(e).await);
+    }
+    let cap = Arc::new(OutputCap::new(
+        sandbox.limits.output_bytes.as_ref().map(|b| b.value),
+    ));
+    let pumps = match stdio::start(pipes, req.stdio, req.filters, cap.clone()) {
+        Ok(p) => p,
+        Err(e) => return Err(run.fail(SuperviseError::Stdio(e)).await),
+    };
+
+    // 5. Wait for the first of: exit, deadline, output cap.
+    enum Event {
+        Exited(std::io::Result<ExitStatus>),
+        Timeout,
+        Cap,
+        Shutdown,
+    }
+    let deadline = sandbox
+        .limits
+        .wall_time
+        .as_ref()
+        .map(|w| tokio::time::Instant::now() + w.value);
+    let child = run.child.as_mut().expect("spawned");
+    let has_shutdown = req.shutdown.is_some();
+    let mut shutdown = req
+        .shutdown
+        .unwrap_or_else(|| Box::pin(std::future::pending()));
+    let event = tokio::select! {
+        s = child.wait() => Event::Exited(s),
+        _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+            if deadline.is_some() => Event::Timeout,
+        _ = cap.notify.notified() => Event::Cap,
+        _ = &mut shutdown, if has_shutdown => Event::Shutdown,
+    };
+    let (status, enforced) = match event {
+        Event::Exited(s) => (s, None),
+        Event::Timeout => (run.kill_tree(pid).await, Some(Enforced::Timeout)),
+        Event::Cap => (run.kill_tree(pid).await, Some(Enforced::OutputCap)),
+        Event::Shutdown => (run.kill_tree(pid).await, Some(Enforced::Shutdown)),
+    };
+    let duration_ms = clock.ms();
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => return Err(run.fail(SuperviseError::Wait(e)).await),
+    };
+
+    // 6. The tree dies with its main process; drain, read the cgroup, report.
+    if let Err(e) = run.kill_tree(pid).await {
+        tracing::warn!("killing the tool's process tree failed: {e}");
+    }
+    let [out, err] = pumps.outputs;
+    let drained = timeout(DRAIN_GRACE, async {
+        let _ = out.await;
+        let _ = err.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("the tool's output did not end after the tree was killed; dropped");
+    }
+    pumps.stdin.abort();
+    let enforcement = run.plan.report.clone();
+    let fin = run.finish().await;
+    let denials = outcome::denials(pid, enforced, fin.events, &sandbox.limits, cap.total());
+    let action = sandbox.syscalls.action.value;
+    let (code, signal) = match status {
+        ExitStatus::Exited(c) => (Some(c), None),
+        ExitStatus::Signaled(s) => (None, Some(s)),
+    };
+    let exit = ExitReport {
+        code,
+        signal,
+        cause: outcome::cause(status, enforced, fin.events, action),
+        duration_ms,
+        cpu_ms: fin.cpu_ms,
+        peak_memory_bytes: fin.peak_memory_bytes,
+        output_bytes: cap.total(),
+        denials: denials.len() as u64,
+    };
+    let mut observer_error = None;
+    for d in &denials {
+        if let Err(e) = observer.denial(d.clone()).await {
+            observer_error.get_or_insert(format!("recording a denial failed: {e}"));
+        }
+    }
+    if let Err(e) = observer.exited(&exit).await {
+        observer_error.get_or_insert(format!("recording the run's exit failed: {e}"));
+    }
+    Ok(RunOutcome {
+        enforcement,
+        exit,
+        denials,
+        observer_error,
+    })
+}
+
+fn setup_error(f: SetupFailure, plan: &Plan) -> SuperviseError {
+    match f {
+        SetupFailure::Step(Step::Exec, errno) => SuperviseError::Exec {
+            command: plan.exec_path.to_string_lossy().into_owned(),
+            errno,
+            hint: match errno {
+                libc::EACCES | libc::EPERM => {
+                    " — the policy grants no `execute` on it (filesystem.exec), or the tool \
+                     user may not execute it"
+                }
+                libc::ENOENT => " — it (or its interpreter) vanished or is not granted",
+                libc::ENOEXEC => " — not a valid executable",
+                _ => "",
+            },
+        },
+        SetupFailure::Step(step, errno) => SuperviseError::ChildStep { step, errno },
+        SetupFailure::Vanished(status) => SuperviseError::ChildVanished(match status {
+            Some(ExitStatus::Exited(c)) => format!("exit status {c}"),
+            Some(ExitStatus::Signaled(s)) => format!("killed by signal {s}"),
+            None => "status unknown".into(),
+        }),
+    }
+}
+
+/// A run's resources between spawn and the end; every exit path goes through
+/// [`Running::fail`] or [`Running::finish`], which release them.
+struct Running {
+    plan: Plan,
+    cgroup: Option<Arc<RunCgroup>>,
+    pool: Option<Arc<CgroupPool>>,
+    child: Option<Child>,
+}
+
+impl Running {
+    /// SIGKILL the main process and the whole tree, and reap the main process.
+    async fn kill_tree(&mut self, pid: i32) -> std::io::Result<ExitStatus> {
+        let child = self.child.as_mut().expect("spawned");
+        let _ = child.signal(libc::SIGKILL);
+        let tree = async {
+            match &self.cgroup {
+                Some(c) => {
+                    let c = c.clone();
+                    match tokio::task::spawn_blocking(move || c.kill_all()).await {
+                        Ok(Err(e)) => tracing::warn!("killing the run's cgroup failed: {e}"),
+                        Err(e) => tracing::warn!("killing the run's cgroup failed: {e}"),
+                        Ok(Ok(())) => {}
+                    }
+                }
+                None => {
+                    let _ = process::kill_group(pid, libc::SIGKILL);
+                }
+            }
+        };
+        let (status, ()) = tokio::join!(child.wait(), tree);
+        status
+    }
+
+    /// Kill what is left, read the cgroup, remove the cgroup and run directory.
+    async fn finish(mut self) -> Final {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.signal(libc::SIGKILL);
+            let _ = c.wait().await;
+        }
+        let cgroup = self.cgroup.take().and_then(|c| Arc::try_unwrap(c).ok());
+        let pool = self.pool.take();
+        let run_dir = self.plan.run_dir;
+        let (fin, err) = tokio::task::spawn_blocking(move || {
+            let r = match cgroup {
+                Some(c) => cg::finish(c, pool.as_deref()),
+                None => (Final::default(), None),
+            };
+            if let Err(e) = run_dir.remove() {
+                tracing::warn!("removing the run directory failed: {e}");
+            }
+            r
+        })
+        .await
+        .unwrap_or_default();
+        if let Some(e) = err {
+            tracing::warn!("cleaning up the run's cgroup: {e}");
+        }
+        fin
+    }
+
+    /// Release everything and return `e`.
+    async fn fail(self, e: SuperviseError) -> SuperviseError {
+        self.finish().await;
+        e
+    }
+}
+
+/// Remove a cgroup created for a run that never started.
+async fn dispose(c: RunCgroup, pool: Option<Arc<CgroupPool>>) {
+    let _ = tokio::task::spawn_blocking(move || cg::finish(c, pool.as_deref())).await;
+}
