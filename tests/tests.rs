@@ -8,3 +8,4 @@ mod util;
 
 mod cgroup;
 mod policy;
+mod run;

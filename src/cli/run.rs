@@ -56,6 +56,7 @@ pub struct RunArgs {
 
 /// Execute `enforcecore run`.
 pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
+    let t0 = std::time::Instant::now();
     let policy = match policy::load(&args.policy) {
         Ok(p) => p,
         Err(e) => {
@@ -70,6 +71,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(exit::SUPERVISOR_FAILED);
     }
+    tracing::debug!(us = t0.elapsed().as_micros() as u64, "policy loaded");
     let sandbox = match supervise::admit(&policy, args.tool.as_deref(), &args.command) {
         Ok(s) => s,
         Err(refusal) => {
@@ -82,6 +84,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         .enable_time()
         .build()
         .context("starting the async runtime")?;
+    tracing::debug!(us = t0.elapsed().as_micros() as u64, "runtime started");
     let run_id = supervise::new_run_id().context("generating a run id")?;
     let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned();
     let streams = Streams {

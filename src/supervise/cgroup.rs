@@ -7,12 +7,19 @@
 //! process group instead, and reports the cgroup as `none`. A daemon passes its
 //! [`CgroupPool`] so that `mkdir` and `rmdir` stay off the critical path.
 
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::sync::OnceLock;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use super::SuperviseError;
 use super::outcome::Events;
 use crate::report::CgroupReport;
-use crate::sandbox::cgroup::{CgroupError, CgroupLimits, CgroupPool, Hierarchy, RunCgroup};
+use crate::sandbox::cgroup::{
+    CgroupError, CgroupLimits, CgroupPool, CgroupVersion, Hierarchy, RunCgroup,
+};
 
 /// The host's hierarchy, detected once.
 pub fn hierarchy() -> Result<&'static Hierarchy, String> {
@@ -52,6 +59,45 @@ pub fn create(
     }
 }
 
+/// How the child enters the run's cgroup.
+#[derive(Debug)]
+pub enum Join {
+    /// No cgroup.
+    None,
+    /// v1: the child writes `"0"` to each hierarchy's `tasks`. It is single-threaded,
+    /// so this moves the whole process — and unlike `cgroup.procs` it does not take
+    /// the global threadgroup lock, whose RCU grace period (~5–15 ms) would
+    /// otherwise dominate every run.
+    Write(Vec<OwnedFd>),
+    /// v2: `clone3(CLONE_INTO_CGROUP)` creates the child inside the cgroup.
+    Clone(OwnedFd),
+}
+
+/// Open what the child needs to join `cg`.
+pub fn join(cg: &RunCgroup) -> std::io::Result<Join> {
+    let open =
+        |p: &Path, flags: OFlag| nix::fcntl::open(p, flags | OFlag::O_CLOEXEC, Mode::empty());
+    let paths = cg.paths();
+    match cg.version() {
+        CgroupVersion::V1 => Ok(Join::Write(
+            paths
+                .iter()
+                .map(|d| open(&d.join("tasks"), OFlag::O_WRONLY))
+                .collect::<Result<_, _>>()?,
+        )),
+        CgroupVersion::V2 => match paths.as_slice() {
+            [dir] => Ok(Join::Clone(open(
+                dir,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            )?)),
+            _ => Err(std::io::Error::other(format!(
+                "a v2 run cgroup has exactly one directory, not {}",
+                paths.len()
+            ))),
+        },
+    }
+}
+
 /// The report of a run without a cgroup.
 pub fn none_report() -> CgroupReport {
     CgroupReport {
@@ -74,7 +120,10 @@ pub struct Final {
 /// Kill what is left, read the counters, remove the cgroup (or hand it to the
 /// pool for removal). Blocking I/O.
 pub fn finish(cg: RunCgroup, pool: Option<&CgroupPool>) -> (Final, Option<CgroupError>) {
+    let t = std::time::Instant::now();
+    let us = || t.elapsed().as_micros() as u64;
     let mut err = cg.kill_all().err();
+    tracing::debug!(us = us(), "cgroup: tree killed");
     let mut fin = Final::default();
     match cg.events() {
         Ok(e) => {
@@ -87,6 +136,7 @@ pub fn finish(cg: RunCgroup, pool: Option<&CgroupPool>) -> (Final, Option<Cgroup
             err.get_or_insert(e);
         }
     }
+    tracing::debug!(us = us(), "cgroup: events read");
     match cg.stats() {
         Ok(s) => {
             fin.cpu_ms = s
@@ -98,6 +148,7 @@ pub fn finish(cg: RunCgroup, pool: Option<&CgroupPool>) -> (Final, Option<Cgroup
             err.get_or_insert(e);
         }
     }
+    tracing::debug!(us = us(), "cgroup: stats read");
     match pool {
         Some(p) => p.retire(cg),
         None => {
@@ -106,5 +157,6 @@ pub fn finish(cg: RunCgroup, pool: Option<&CgroupPool>) -> (Final, Option<Cgroup
             }
         }
     }
+    tracing::debug!(us = us(), "cgroup: removed");
     (fin, err)
 }

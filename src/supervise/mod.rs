@@ -50,6 +50,10 @@ pub use stdio::{Filters, Input, Output, Passthrough, Streams};
 /// How long the child may take to apply its sandbox before it is killed.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the output may take to end after the main process exited, before the
+/// tree is killed to end it (descendants holding stdout/stderr).
+pub const OUTPUT_SETTLE: Duration = Duration::from_millis(2);
+
 /// After the tree is killed, how long the output pumps may take to drain.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -215,6 +219,10 @@ pub fn new_run_id() -> std::io::Result<String> {
 struct Clock(Instant);
 
 impl Clock {
+    fn us(&self) -> u64 {
+        self.0.elapsed().as_micros().min(u128::from(u64::MAX)) as u64
+    }
+
     fn ms(&self) -> u64 {
         self.0.elapsed().as_millis().min(u128::from(u64::MAX)) as u64
     }

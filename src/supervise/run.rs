@@ -1,6 +1,5 @@
 //! [`execute`]: the body of one run (the steps are listed in the module above).
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,7 +9,10 @@ use super::cgroup::{self as cg, Final};
 use super::outcome::{self, Enforced};
 use super::spawn::{self, Child, SetupFailure};
 use super::stdio::{self, OutputCap, ToolPipes};
-use super::{Clock, DRAIN_GRACE, Observer, RunOutcome, RunRequest, SETUP_TIMEOUT, SuperviseError};
+use super::{
+    Clock, DRAIN_GRACE, OUTPUT_SETTLE, Observer, RunOutcome, RunRequest, SETUP_TIMEOUT,
+    SuperviseError,
+};
 use crate::report::{ExitCause, ExitReport};
 use crate::sandbox::cgroup::{CgroupLimits, CgroupPool, RunCgroup};
 use crate::sandbox::{Plan, PlanRequest, rundir};
@@ -46,6 +48,7 @@ pub async fn execute(
         caller_env: &req.caller_env,
         runs_root: &runs_root,
     });
+    tracing::debug!(us = clock.us(), "plan built");
     let cgroup = cg_task
         .await
         .map_err(|e| SuperviseError::Task(e.to_string()))?;
@@ -62,6 +65,7 @@ pub async fn execute(
             return Err(e);
         }
     };
+    tracing::debug!(us = clock.us(), "cgroup created");
     plan.report.cgroup = cgroup
         .as_ref()
         .map_or_else(cg::none_report, RunCgroup::report);
@@ -78,13 +82,17 @@ pub async fn execute(
         Ok(p) => p,
         Err(e) => return Err(run.fail(SuperviseError::Stdio(e)).await),
     };
-    let no_fds: &[OwnedFd] = &[];
-    let join = run.cgroup.as_ref().map_or(no_fds, |c| c.join_fds());
-    let child = match spawn::spawn(&run.plan, &pipes.child, join) {
+    let join = match run.cgroup.as_deref().map(cg::join).transpose() {
+        Ok(j) => j.unwrap_or(cg::Join::None),
+        Err(e) => return Err(run.fail(SuperviseError::Spawn(e)).await),
+    };
+    let child = match spawn::spawn(&run.plan, &pipes.child, &join) {
         Ok(c) => c,
         Err(e) => return Err(run.fail(SuperviseError::Spawn(e)).await),
     };
+    drop(join);
     let pid = child.pid;
+    tracing::debug!(us = clock.us(), pid, "child spawned");
     let child = run.child.insert(child);
     let pipes = pipes.into_parent();
 
@@ -100,6 +108,7 @@ pub async fn execute(
         }
         Ok(Ok(())) => {}
     }
+    tracing::debug!(us = clock.us(), "sandbox applied");
     if let Err(e) = observer.started(&run.plan.report).await {
         child.abort().await;
         return Err(run.fail(SuperviseError::Observer(e)).await);
@@ -123,6 +132,7 @@ pub async fn execute(
         }
         return Err(run.fail(e).await);
     }
+    tracing::debug!(us = clock.us(), "exec'd");
     let cap = Arc::new(OutputCap::new(
         sandbox.limits.output_bytes.as_ref().map(|b| b.value),
     ));
@@ -162,27 +172,36 @@ pub async fn execute(
         Event::Shutdown => (run.kill_tree(pid).await, Some(Enforced::Shutdown)),
     };
     let duration_ms = clock.ms();
+    tracing::debug!(us = clock.us(), "main process exited");
     let status = match status {
         Ok(s) => s,
         Err(e) => return Err(run.fail(SuperviseError::Wait(e)).await),
     };
 
     // 6. The tree dies with its main process; drain, read the cgroup, report.
-    if let Err(e) = run.kill_tree(pid).await {
-        tracing::warn!("killing the tool's process tree failed: {e}");
-    }
+    //    Usually the output ends with the main process; only when descendants
+    //    still hold it is the tree killed first (finish() kills it in any case).
     let [out, err] = pumps.outputs;
-    let drained = timeout(DRAIN_GRACE, async {
+    let outputs = async {
         let _ = out.await;
         let _ = err.await;
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("the tool's output did not end after the tree was killed; dropped");
+    };
+    tokio::pin!(outputs);
+    if timeout(OUTPUT_SETTLE, &mut outputs).await.is_err() {
+        if let Err(e) = run.kill_tree(pid).await {
+            tracing::warn!("killing the tool's process tree failed: {e}");
+        }
+        if timeout(DRAIN_GRACE, &mut outputs).await.is_err() {
+            tracing::warn!("the tool's output did not end after the tree was killed; dropped");
+        }
     }
     pumps.stdin.abort();
     let enforcement = run.plan.report.clone();
     let fin = run.finish().await;
+    tracing::debug!(
+        us = clock.us(),
+        "tree killed, cgroup and run directory removed"
+    );
     let denials = outcome::denials(pid, enforced, fin.events, &sandbox.limits, cap.total());
     let action = sandbox.syscalls.action.value;
     let (code, signal) = match status {
@@ -251,6 +270,7 @@ struct Running {
 
 impl Running {
     /// SIGKILL the main process and the whole tree, and reap the main process.
+    /// Without a cgroup the tree is the child's process group (it called setsid).
     async fn kill_tree(&mut self, pid: i32) -> std::io::Result<ExitStatus> {
         let child = self.child.as_mut().expect("spawned");
         let _ = child.signal(libc::SIGKILL);
@@ -275,6 +295,7 @@ impl Running {
 
     /// Kill what is left, read the cgroup, remove the cgroup and run directory.
     async fn finish(mut self) -> Final {
+        let pid = self.child.as_ref().map(|c| c.pid);
         if let Some(mut c) = self.child.take() {
             let _ = c.signal(libc::SIGKILL);
             let _ = c.wait().await;
@@ -285,7 +306,12 @@ impl Running {
         let (fin, err) = tokio::task::spawn_blocking(move || {
             let r = match cgroup {
                 Some(c) => cg::finish(c, pool.as_deref()),
-                None => (Final::default(), None),
+                None => {
+                    if let Some(pid) = pid {
+                        let _ = process::kill_group(pid, libc::SIGKILL);
+                    }
+                    (Final::default(), None)
+                }
             };
             if let Err(e) = run_dir.remove() {
                 tracing::warn!("removing the run directory failed: {e}");

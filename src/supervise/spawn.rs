@@ -20,6 +20,7 @@ use tokio::io::AsyncReadExt;
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
 
+use super::cgroup::Join;
 use crate::sandbox::Plan;
 use crate::sys::child::{ChildProgram, Filter, Step};
 use crate::sys::process::{self, ExitStatus};
@@ -52,7 +53,7 @@ fn null_terminated(v: &[std::ffi::CString]) -> Vec<*const c_char> {
 
 /// Create the child for `plan`. Must be called on a thread that outlives the run
 /// (see [`process::spawn`]) and inside the tokio runtime.
-pub fn spawn(plan: &Plan, stdio: &[OwnedFd; 3], cgroup_procs: &[OwnedFd]) -> io::Result<Child> {
+pub fn spawn(plan: &Plan, stdio: &[OwnedFd; 3], join: &Join) -> io::Result<Child> {
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let argv = null_terminated(&plan.argv);
@@ -71,7 +72,10 @@ pub fn spawn(plan: &Plan, stdio: &[OwnedFd; 3], cgroup_procs: &[OwnedFd]) -> io:
         stdio: [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
         status: status_w.as_fd(),
         go: go_r.as_fd(),
-        cgroup_procs,
+        cgroup_join: match join {
+            Join::Write(fds) => fds,
+            Join::None | Join::Clone(_) => &[],
+        },
         rlimits: &plan.rlimits,
         identity: plan
             .identity
@@ -85,7 +89,11 @@ pub fn spawn(plan: &Plan, stdio: &[OwnedFd; 3], cgroup_procs: &[OwnedFd]) -> io:
         argv: &argv,
         envp: &envp,
     };
-    let spawned = process::spawn(&program)?;
+    let into = match join {
+        Join::Clone(fd) => Some(fd.as_fd()),
+        Join::None | Join::Write(_) => None,
+    };
+    let spawned = process::spawn(&program, into)?;
     // The child's ends must close here, or EOF would never come.
     drop(status_w);
     drop(go_r);

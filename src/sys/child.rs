@@ -19,8 +19,9 @@
 //!    loses the caller's controlling terminal.
 //! 2. `ParentDeath`: `PR_SET_PDEATHSIG(SIGKILL)`, then `getppid()` must still be the
 //!    supervisor (it may have died between `clone3` and `prctl`).
-//! 3. `CgroupJoin`: write `"0"` to each `cgroup.procs` fd of the run's cgroup(s) — the
-//!    kernel moves the writer. Done while still root.
+//! 3. `CgroupJoin`: write `"0"` to each v1 `tasks` fd of the run's cgroups — the
+//!    kernel moves the writer. Done while still root. (On v2 the child was created
+//!    inside its cgroup by `clone3(CLONE_INTO_CGROUP)` and this step is empty.)
 //! 4. `Rlimits`: `prlimit64` for each precomputed limit (nofile, fsize, core = 0, nproc).
 //! 5. `CapBounding`: `PR_CAPBSET_DROP` for every capability up to `cap_last_cap`.
 //!    Needs `CAP_SETPCAP`, hence before the uid switch.
@@ -187,8 +188,11 @@ pub struct ChildProgram<'a> {
     pub status: BorrowedFd<'a>,
     /// Read end of the go pipe.
     pub go: BorrowedFd<'a>,
-    /// `cgroup.procs` of each hierarchy the run joins.
-    pub cgroup_procs: &'a [OwnedFd],
+    /// Files the child writes `"0"` to in order to join the run's cgroup(s): v1
+    /// `tasks` (moves the calling thread — the whole child, which has one — without
+    /// the global threadgroup lock and its RCU grace period); empty when `clone3`
+    /// placed the child with `CLONE_INTO_CGROUP` (v2).
+    pub cgroup_join: &'a [OwnedFd],
     /// Limits to set.
     pub rlimits: &'a [Rlimit],
     /// `(uid, gid)` to switch to; `None` keeps the supervisor's (non-root runs).
@@ -361,8 +365,8 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
     // 2. Parent death.
     parent_death(p, Step::ParentDeath)?;
     // 3. cgroup join: the kernel moves the writing process.
-    for fd in p.cgroup_procs {
-        // SAFETY: the buffer is a 1-byte static; fd is an open cgroup.procs owned by the parent.
+    for fd in p.cgroup_join {
+        // SAFETY: the buffer is a 1-byte static; fd is an open cgroup file owned by the parent.
         let n = check(
             unsafe {
                 libc::syscall(

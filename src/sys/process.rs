@@ -13,6 +13,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::child::{self, ChildProgram};
 
+/// `CLONE_INTO_CGROUP` (Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// A freshly created child.
 #[derive(Debug)]
 pub struct Spawned {
@@ -30,7 +33,13 @@ pub struct Spawned {
 /// The parent-death signal is tied to the *calling thread*: call this from a
 /// thread that lives as long as the run (the main thread, or a tokio worker —
 /// never a `spawn_blocking` thread, which exits when idle).
-pub fn spawn(program: &ChildProgram<'_>) -> io::Result<Spawned> {
+///
+/// `into_cgroup`: a cgroup v2 directory (opened for reading) to create the child
+/// in (`CLONE_INTO_CGROUP`), so that it never has to migrate.
+pub fn spawn(
+    program: &ChildProgram<'_>,
+    into_cgroup: Option<BorrowedFd<'_>>,
+) -> io::Result<Spawned> {
     let mut all = MaybeUninit::<libc::sigset_t>::uninit();
     let mut old = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigfillset initialises the set it is given.
@@ -46,6 +55,10 @@ pub fn spawn(program: &ChildProgram<'_>) -> io::Result<Spawned> {
     args.flags = libc::CLONE_PIDFD as u64;
     args.pidfd = &mut pidfd as *mut libc::c_int as u64;
     args.exit_signal = libc::SIGCHLD as u64;
+    if let Some(cg) = into_cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = cg.as_raw_fd() as u64;
+    }
     // SAFETY: args is live and sized; without CLONE_VM the child runs on its own copy
     // of this stack and memory, and `child::run` never returns.
     let ret = unsafe {

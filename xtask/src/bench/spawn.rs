@@ -1,8 +1,297 @@
-//! `cargo xtask bench spawn`.
+//! `cargo xtask bench spawn`: the cost of `enforcecore run` against its anchors.
+//!
+//! Subject and anchors, interleaved in one run (the machine is shared, so every
+//! round runs each command once, in rotating order):
+//! - `run`:    `enforcecore run --policy policies/strict.yaml -- /bin/true` (release
+//!   build: its own start-up, policy load, plan, cgroup, sandboxed exec, cleanup);
+//! - `direct`: `/bin/true`;
+//! - `bwrap`:  `bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all /bin/true`.
+//!
+//! Reported: median, p90 and max per command, and the ratios of the medians. A
+//! second pass (`--cold`, on by default) leaves a gap between rounds so that each
+//! `run` pays a cold cgroup v1 migration (an RCU grace period; see the phase
+//! profile), and a profile pass reads `enforcecore`'s own phase timings
+//! (`ENFORCECORE_LOG=debug`). No audit record is written yet: the audit trail is
+//! wired separately, and its cost will add to `run`.
+//!
+//! Options: `--rounds N` (default 200), `--warmup N` (20), `--gap-ms N` for the cold
+//! pass (50), `--no-cold`.
 
-use anyhow::{Result, bail};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Anchors measured on the development machines (issue 3), for the closing note.
+const ANCHOR_DIRECT_MS: f64 = 0.64;
+const ANCHOR_FORKED_SANDBOX_MS: f64 = 1.14;
+const ANCHOR_BWRAP_MS: f64 = 5.2;
+
+struct Opts {
+    rounds: usize,
+    warmup: usize,
+    gap: Duration,
+    cold: bool,
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut o = Opts {
+        rounds: 200,
+        warmup: 20,
+        gap: Duration::from_millis(50),
+        cold: true,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut num = |name: &str| -> Result<u64> {
+            it.next()
+                .with_context(|| format!("{name} needs a value"))?
+                .parse()
+                .with_context(|| format!("{name} needs a number"))
+        };
+        match a.as_str() {
+            "--rounds" => o.rounds = num("--rounds")? as usize,
+            "--warmup" => o.warmup = num("--warmup")? as usize,
+            "--gap-ms" => o.gap = Duration::from_millis(num("--gap-ms")?),
+            "--no-cold" => o.cold = false,
+            other => bail!("unknown option {other}; see xtask/src/bench/spawn.rs"),
+        }
+    }
+    if o.rounds < 10 {
+        bail!("--rounds must be at least 10");
+    }
+    Ok(o)
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+struct Subject {
+    name: &'static str,
+    argv: Vec<String>,
+}
+
+fn subjects(bin: &Path, policy: &Path) -> Vec<Subject> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    vec![
+        Subject {
+            name: "run",
+            argv: [
+                vec![bin.display().to_string()],
+                s(&["run", "--policy"]),
+                vec![policy.display().to_string()],
+                s(&["--", "/bin/true"]),
+            ]
+            .concat(),
+        },
+        Subject {
+            name: "direct",
+            argv: s(&["/bin/true"]),
+        },
+        Subject {
+            name: "bwrap",
+            argv: s(&[
+                "bwrap",
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "--unshare-all",
+                "/bin/true",
+            ]),
+        },
+    ]
+}
+
+fn once(argv: &[String]) -> Result<Duration> {
+    let t = Instant::now();
+    let status = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("starting {}", argv[0]))?;
+    let d = t.elapsed();
+    if !status.success() {
+        bail!("{argv:?} failed: {status}");
+    }
+    Ok(d)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// Interleaved rounds; returns sorted milliseconds per subject.
+fn measure(subjects: &[Subject], o: &Opts, gap: Duration) -> Result<Vec<Vec<f64>>> {
+    let mut times = vec![Vec::with_capacity(o.rounds); subjects.len()];
+    for round in 0..o.warmup + o.rounds {
+        for k in 0..subjects.len() {
+            let i = (round + k) % subjects.len();
+            let d = once(&subjects[i].argv)?;
+            if round >= o.warmup {
+                times[i].push(d.as_secs_f64() * 1000.0);
+            }
+            if !gap.is_zero() {
+                std::thread::sleep(gap);
+            }
+        }
+    }
+    for t in &mut times {
+        t.sort_by(f64::total_cmp);
+    }
+    Ok(times)
+}
+
+fn report(title: &str, subjects: &[Subject], times: &[Vec<f64>]) {
+    println!("\n{title}");
+    println!(
+        "  {:<8} {:>9} {:>9} {:>9} {:>9}",
+        "command", "median", "p90", "min", "max"
+    );
+    let mut med = BTreeMap::new();
+    for (s, t) in subjects.iter().zip(times) {
+        let m = percentile(t, 0.5);
+        med.insert(s.name, m);
+        println!(
+            "  {:<8} {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>7.3}ms",
+            s.name,
+            m,
+            percentile(t, 0.9),
+            t[0],
+            t[t.len() - 1]
+        );
+    }
+    let (r, d, b) = (med["run"], med["direct"], med["bwrap"]);
+    println!(
+        "  run / direct = {:.2}x (target <= 3x); run / bwrap = {:.2}x (target <= 0.5x)",
+        r / d,
+        r / b
+    );
+}
+
+/// Median of each `enforcecore` phase (`us=` of its debug lines), over `n` runs.
+fn profile(bin: &Path, policy: &Path, n: usize) -> Result<()> {
+    let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for _ in 0..n {
+        let out = Command::new(bin)
+            .args(["run", "--policy"])
+            .arg(policy)
+            .args(["--", "/bin/true"])
+            .env("ENFORCECORE_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .context("running the profile pass")?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        for line in text.lines() {
+            let plain: String = strip_ansi(line);
+            let Some((msg, rest)) = plain.split_once(" us=") else {
+                continue;
+            };
+            let msg = msg.trim_start_matches("DEBUG").trim().to_string();
+            let us: f64 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            if !order.contains(&msg) {
+                order.push(msg.clone());
+            }
+            phases.entry(msg).or_default().push(us / 1000.0);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "\nphase profile (`ENFORCECORE_LOG=debug`, {n} runs, 20 ms apart; ms since the phase's clock started)"
+    );
+    for msg in order {
+        let mut v = phases.remove(&msg).unwrap_or_default();
+        v.sort_by(f64::total_cmp);
+        println!(
+            "  {:<48} median {:>7.3}  p90 {:>7.3}",
+            msg,
+            percentile(&v, 0.5),
+            percentile(&v, 0.9)
+        );
+    }
+    Ok(())
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut esc = false;
+    for c in s.chars() {
+        match (esc, c) {
+            (false, '\u{1b}') => esc = true,
+            (true, 'm') => esc = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
 
 /// Run the benchmark.
-pub fn main(_args: &[String]) -> Result<()> {
-    bail!("the spawn benchmark is not written yet")
+pub fn main(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    let root = root();
+    crate::run(crate::cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "enforcecore",
+    ]))?;
+    let bin = root.join("target/release/enforcecore");
+    let policy = root.join("policies/strict.yaml");
+    if Command::new("bwrap").arg("--version").output().is_err() {
+        bail!("bwrap not found: `apt-get update && apt-get install bubblewrap` (the anchor)");
+    }
+    let subjects = subjects(&bin, &policy);
+    for s in &subjects {
+        once(&s.argv).with_context(|| format!("smoke-testing {}", s.name))?;
+    }
+    println!(
+        "spawn benchmark: {} rounds (+{} warm-up), interleaved; anchors here: direct {ANCHOR_DIRECT_MS} ms, \
+         forked Landlock+seccomp+cgroup-v1 child {ANCHOR_FORKED_SANDBOX_MS} ms, bwrap {ANCHOR_BWRAP_MS} ms",
+        o.rounds, o.warmup
+    );
+    let back_to_back = measure(&subjects, &o, Duration::ZERO)?;
+    report(
+        "back to back (no gap between commands)",
+        &subjects,
+        &back_to_back,
+    );
+    if o.cold {
+        let cold_opts = Opts {
+            rounds: (o.rounds / 4).max(10),
+            warmup: 2,
+            ..o
+        };
+        let cold = measure(&subjects, &cold_opts, cold_opts.gap)?;
+        report(
+            &format!(
+                "with a {} ms gap after every command ({} rounds): a cold cgroup v1 migration per run",
+                cold_opts.gap.as_millis(),
+                cold_opts.rounds
+            ),
+            &subjects,
+            &cold,
+        );
+    }
+    profile(&bin, &policy, 40)?;
+    Ok(())
 }
