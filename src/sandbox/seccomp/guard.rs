@@ -7,9 +7,8 @@
 //! not name `clone3`) fails `clone3` with ENOSYS so that libc falls back to
 //! `clone(2)`, whose flags a filter can inspect (`clone3` passes them in memory).
 //!
-//! It is installed after the policy's filters, so for `clone3` its ENOSYS wins over
-//! an earlier filter's errno (seccomp(2): the most recent filter's data wins among
-//! equal precedences).
+//! For `clone3` the policy's filters return ALLOW (allow mode adds it to the list)
+//! unless a policy denies `clone3` by name, in which case that errno wins.
 
 /// `AUDIT_ARCH_X86_64`.
 pub const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;

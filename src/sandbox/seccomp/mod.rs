@@ -1,14 +1,15 @@
 //! The seccomp layer: the policy's syscall filter compiled to BPF in the parent.
 //!
 //! Programs, in install order (the child installs each with `seccomp(2)`):
-//! 1. **main** (seccompiler): deny mode — the listed groups and names, `io_uring_*`,
+//! 1. **guard** ([`guard`]): foreign architectures and x32 killed; `clone3` → ENOSYS.
+//! 2. **args** (allow mode only): the argument rules as a separate deny filter.
+//! 3. **main** (seccompiler): deny mode — the listed groups and names, `io_uring_*`,
 //!    and the argument rules ([`args`]) for `socket`, `socketpair` and, when
 //!    namespaces are denied, `clone`; everything else allowed. Allow mode — only the
 //!    listed groups and names (never `io_uring_*`), plus the calls the supervisor
 //!    itself needs between the filter and `execve` (`read`, `write`, `execve`,
-//!    `exit_group`); everything else gets the policy's action.
-//! 2. **args** (allow mode only): the argument rules as a separate deny filter.
-//! 3. **guard** ([`guard`]): foreign architectures and x32 killed; `clone3` → ENOSYS.
+//!    `exit_group`); everything else gets the policy's action. Installed last, since
+//!    an allow-list would refuse the `seccomp(2)` calls that install the others.
 //!
 //! The action is the policy's (`errno`, default EPERM, or kill-process). `main` and
 //! `args` carry `SECCOMP_FILTER_FLAG_LOG`, so every denial produces a kernel audit
@@ -134,6 +135,7 @@ pub fn compile(sandbox: &Sandbox) -> Result<Compiled, SandboxError> {
     let groups: BTreeSet<SyscallGroup> = sc.groups.iter().map(|g| g.value).collect();
     let mut arg_rules = args::socket_rules(&sandbox.network)?;
     let mut filters = Vec::new();
+    let mut main = Vec::new();
     let clone3_enosys;
     match sc.mode.value {
         SyscallMode::Deny => {
@@ -157,7 +159,7 @@ pub fn compile(sandbox: &Sandbox) -> Result<Compiled, SandboxError> {
                 // An unconditional deny already covers every argument.
                 rules.entry(nr).or_insert(r);
             }
-            filters.push(CompiledFilter {
+            main.push(CompiledFilter {
                 name: "main",
                 program: build(rules, Action::Allow, act.clone())?,
                 flags: FLAG_LOG,
@@ -181,7 +183,7 @@ pub fn compile(sandbox: &Sandbox) -> Result<Compiled, SandboxError> {
             }
             arg_rules.retain(|nr, _| allowed.contains(nr));
             let rules = allowed.iter().map(|nr| (*nr, Vec::new())).collect();
-            filters.push(CompiledFilter {
+            main.push(CompiledFilter {
                 name: "main",
                 program: build(rules, act.clone(), Action::Allow)?,
                 flags: FLAG_LOG,
@@ -195,11 +197,15 @@ pub fn compile(sandbox: &Sandbox) -> Result<Compiled, SandboxError> {
             }
         }
     }
-    filters.push(CompiledFilter {
-        name: "guard",
-        program: guard::program(clone3_enosys),
-        flags: 0,
-    });
+    filters.insert(
+        0,
+        CompiledFilter {
+            name: "guard",
+            program: guard::program(clone3_enosys),
+            flags: 0,
+        },
+    );
+    filters.append(&mut main);
     let mut sha = Sha256::new();
     for f in &filters {
         for i in &f.program {

@@ -268,7 +268,7 @@ fn allow_mode_allows_only_the_list_and_what_exec_needs() {
     assert_eq!(c.report.action, "kill");
     assert_eq!(
         c.filters.iter().map(|f| f.name).collect::<Vec<_>>(),
-        ["main", "args", "guard"]
+        ["guard", "args", "main"]
     );
 }
 

@@ -11,6 +11,11 @@ use std::process::{Command, Output, Stdio};
 
 use crate::util::{self, Dir};
 
+mod fs;
+mod limits;
+mod net;
+mod syscalls;
+
 /// Probe: Landlock ABI >= `n` on this kernel.
 pub fn probe_landlock(n: u32) -> Result<(), String> {
     match enforcecore::sandbox::probe::landlock_abi() {
@@ -109,9 +114,6 @@ pub const STRICT_GROUPS: [&str; 18] = [
     "obsolete",
 ];
 
-/// The errno test policies use for seccomp denials (ENOTRECOVERABLE).
-pub const SECCOMP_ERRNO: i32 = 131;
-
 impl Default for Knobs {
     fn default() -> Knobs {
         Knobs {
@@ -148,6 +150,11 @@ impl Default for Knobs {
 
 fn list<T: std::fmt::Display>(v: &[T]) -> String {
     let items: Vec<String> = v.iter().map(|x| format!("\"{x}\"")).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn nums(v: &[u16]) -> String {
+    let items: Vec<String> = v.iter().map(u16::to_string).collect();
     format!("[{}]", items.join(", "))
 }
 
@@ -206,8 +213,8 @@ impl Knobs {
             families = list(&self.families),
             udp = self.udp,
             raw = self.raw,
-            tcp_connect = format!("{:?}", self.tcp_connect),
-            tcp_bind = format!("{:?}", self.tcp_bind),
+            tcp_connect = nums(&self.tcp_connect),
+            tcp_bind = nums(&self.tcp_bind),
             signals = self.signals,
             abstract_unix = self.abstract_unix,
             mode = self.mode,
@@ -595,7 +602,7 @@ fn a_signal_to_run_kills_the_tree_and_cleans_up() {
     }
     let marker = format!("5{}.{}", std::process::id(), line!());
     let p = Knobs::default().write();
-    let mut child = p
+    let child = p
         .cmd(
             &["--json"],
             &sh(&format!("(setsid sleep {marker} &); sleep {marker}")),
