@@ -57,6 +57,9 @@ pub struct RunArgs {
 /// Execute `enforcecore run`.
 pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let t0 = std::time::Instant::now();
+    // The cgroup directories are created while the policy loads.
+    let run_id = supervise::new_run_id().context("generating a run id")?;
+    let early = supervise::Early::start(&run_id).context("starting the cgroup thread")?;
     let policy = match policy::load(&args.policy) {
         Ok(p) => p,
         Err(e) => {
@@ -85,7 +88,6 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         .build()
         .context("starting the async runtime")?;
     tracing::debug!(us = t0.elapsed().as_micros() as u64, "runtime started");
-    let run_id = supervise::new_run_id().context("generating a run id")?;
     let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned();
     let streams = Streams {
         stdin: Input::Fd(dup(std::io::stdin().as_fd()).context("duplicating stdin")?),
@@ -112,7 +114,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             stdio: streams,
             filters: Filters::passthrough(),
             runs_root: None,
-            cgroup_pool: None,
+            cgroups: supervise::Cgroups::Early(early),
             shutdown: Some(Box::pin(stop.wait())),
         };
         let result = supervise::execute(req, &NoObserver).await;

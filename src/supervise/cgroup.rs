@@ -4,12 +4,17 @@
 //! when the supervisor is root (it is how the whole tree is killed and accounted)
 //! or when the policy sets a cgroup limit; a non-root supervisor without
 //! delegation and without cgroup limits runs the tool without one, kills its
-//! process group instead, and reports the cgroup as `none`. A daemon passes its
-//! [`CgroupPool`] so that `mkdir` and `rmdir` stay off the critical path.
+//! process group instead, and reports the cgroup as `none`.
+//!
+//! Where the cgroup comes from ([`Cgroups`]): created inline, taken from a
+//! daemon's [`CgroupPool`] (so that `mkdir`/`rmdir` stay off the critical path),
+//! or [`Early`]: `enforcecore run` starts detecting the hierarchy and creating the
+//! directories on a thread before it has even loaded the policy, and writes the
+//! limits once it knows them.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -29,16 +34,101 @@ pub fn hierarchy() -> Result<&'static Hierarchy, String> {
         .map_err(Clone::clone)
 }
 
+/// Where a run's cgroup comes from.
+#[derive(Debug, Default)]
+pub enum Cgroups {
+    /// Created when the run starts.
+    #[default]
+    Create,
+    /// Taken from a pool of pre-created cgroups (the daemon).
+    Pool(Arc<CgroupPool>),
+    /// Already being created ([`Early::start`]).
+    Early(Early),
+}
+
+impl Cgroups {
+    /// The pool, if any (finished runs are handed back to it).
+    pub fn pool(&self) -> Option<Arc<CgroupPool>> {
+        match self {
+            Cgroups::Pool(p) => Some(p.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A run cgroup whose directories are created on a thread before the run's
+/// limits are known; the limits are written by the run.
+#[derive(Debug)]
+pub struct Early {
+    thread: Option<std::thread::JoinHandle<Result<RunCgroup, EarlyError>>>,
+}
+
+#[derive(Debug)]
+enum EarlyError {
+    Detect(String),
+    Create(CgroupError),
+}
+
+impl Early {
+    /// Start creating the (limitless) cgroup of `run_id`.
+    pub fn start(run_id: &str) -> std::io::Result<Early> {
+        let id = run_id.to_string();
+        let thread = std::thread::Builder::new()
+            .name("enforcecore-cgroup".into())
+            .spawn(move || {
+                let h = hierarchy().map_err(EarlyError::Detect)?;
+                h.create_unlimited(&id).map_err(EarlyError::Create)
+            })?;
+        Ok(Early {
+            thread: Some(thread),
+        })
+    }
+
+    fn finish(mut self, limits: &CgroupLimits) -> Result<RunCgroup, EarlyError> {
+        let thread = self.thread.take().expect("joined once");
+        let run = thread
+            .join()
+            .map_err(|_| EarlyError::Detect("the cgroup thread panicked".into()))??;
+        let h = hierarchy().map_err(EarlyError::Detect)?;
+        h.check_limits(limits).map_err(EarlyError::Create)?;
+        run.apply(limits).map_err(EarlyError::Create)
+    }
+}
+
+impl Drop for Early {
+    /// A run that never started (refused, bad policy): wait for the directories and
+    /// remove them, so that nothing is left behind when the process exits.
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take()
+            && let Ok(Ok(run)) = t.join()
+            && let Err(e) = run.remove()
+        {
+            tracing::warn!("removing an unused run cgroup: {e}");
+        }
+    }
+}
+
 /// Create the run's cgroup (blocking I/O).
 pub fn create(
     run_id: &str,
     limits: &CgroupLimits,
     required: bool,
-    pool: Option<&CgroupPool>,
+    source: Cgroups,
 ) -> Result<Option<RunCgroup>, SuperviseError> {
-    let created = match pool {
-        Some(p) => p.create_run(run_id, limits),
-        None => match hierarchy() {
+    let created = match source {
+        Cgroups::Pool(p) => p.create_run(run_id, limits),
+        Cgroups::Early(e) => match e.finish(limits) {
+            Ok(c) => Ok(c),
+            Err(EarlyError::Create(e)) => Err(e),
+            Err(EarlyError::Detect(e)) if required => {
+                return Err(SuperviseError::CgroupDetect(e));
+            }
+            Err(EarlyError::Detect(e)) => {
+                tracing::warn!("running without a cgroup: {e}");
+                return Ok(None);
+            }
+        },
+        Cgroups::Create => match hierarchy() {
             Ok(h) => h.create_run(run_id, limits),
             Err(e) if required => {
                 return Err(SuperviseError::CgroupDetect(e));

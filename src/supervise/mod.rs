@@ -27,23 +27,23 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::policy::Sandbox;
 use crate::report::{Caller, Denial, EnforcementReport, ExitReport};
 use crate::sandbox::SandboxError;
-use crate::sandbox::cgroup::{CgroupError, CgroupPool};
+use crate::sandbox::cgroup::CgroupError;
 use crate::sys::child::Step;
 
 pub mod admit;
-mod cgroup;
+pub mod cgroup;
 pub mod outcome;
 mod run;
 pub mod spawn;
 pub mod stdio;
 
 pub use admit::{Refusal, admit};
+pub use cgroup::{Cgroups, Early};
 pub use run::execute;
 pub use stdio::{Filters, Input, Output, Passthrough, Streams};
 
@@ -110,8 +110,8 @@ pub struct RunRequest<'a> {
     /// Where run directories go; `None` for the default
     /// ([`crate::sandbox::rundir::default_root`]).
     pub runs_root: Option<PathBuf>,
-    /// Pre-created cgroups (the daemon's); `None` creates the cgroup inline.
-    pub cgroup_pool: Option<Arc<CgroupPool>>,
+    /// Where the run's cgroup comes from (inline, a daemon's pool, or started early).
+    pub cgroups: Cgroups,
     /// Completes when the supervisor must stop: the tree is killed and the run
     /// ends with cause `shutdown`.
     pub shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,

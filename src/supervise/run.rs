@@ -29,13 +29,13 @@ pub async fn execute(
     let euid = nix::unistd::geteuid().as_raw();
     let limits = CgroupLimits::from_policy(&sandbox.limits);
     let required = euid == 0 || limits != CgroupLimits::default();
-    let pool = req.cgroup_pool.clone();
+    let pool = req.cgroups.pool();
 
     // 1. The cgroup (blocking I/O) concurrently with the plan.
     let cg_task = {
         let id = req.run_id.clone();
-        let pool = pool.clone();
-        tokio::task::spawn_blocking(move || cg::create(&id, &limits, required, pool.as_deref()))
+        let source = req.cgroups;
+        tokio::task::spawn_blocking(move || cg::create(&id, &limits, required, source))
     };
     let runs_root = req
         .runs_root

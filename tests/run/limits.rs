@@ -228,7 +228,7 @@ fn on_cgroup_v2_the_child_is_created_inside_its_cgroup() {
                 },
                 filters: Filters::passthrough(),
                 runs_root: None,
-                cgroup_pool: Some(pool.clone()),
+                cgroups: supervise::Cgroups::Pool(pool.clone()),
                 shutdown: None,
             },
             &NoObserver,
