@@ -121,6 +121,9 @@ fn check(a: &CheckArgs) -> u8 {
             Err(e) => {
                 failed = true;
                 eprintln!("{e}");
+                if e.location().file != *f {
+                    eprintln!("note: while loading {}", f.display());
+                }
             }
         }
     }
@@ -130,6 +133,9 @@ fn check(a: &CheckArgs) -> u8 {
 fn load(file: &Path, root: &RootArg) -> Result<Policy, u8> {
     policy::load_with(file, &root.options()).map_err(|e| {
         eprintln!("{e}");
+        if e.location().file != file {
+            eprintln!("note: while loading {}", file.display());
+        }
         1
     })
 }

@@ -60,6 +60,13 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        let exp = exp.to_string();
+        let exp = match exp.as_str() {
+            "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" => "an integer",
+            "f32" | "f64" => "a number",
+            "a boolean" | "bool" => "`true` or `false`",
+            other => other,
+        };
         DeError::custom(format_args!("expected {exp}, found {unexp}"))
     }
 

@@ -156,10 +156,14 @@ pub fn resolve(chain: &[Doc]) -> Result<Policy, PolicyError> {
                     "agent `{}` names tool `{t}`, which no policy of the chain defines",
                     a.name
                 ),
-                format!(
-                    "define `tools: {t}:` or remove it; tools: {}",
-                    tool_map.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
+                if tool_map.is_empty() {
+                    format!("define `tools: {t}:` or remove it; this policy defines no tools")
+                } else {
+                    format!(
+                        "define `tools: {t}:` or remove it; tools: {}",
+                        tool_map.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                },
             ));
         }
     }

@@ -168,10 +168,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 Some((target.clone(), 0))
             }
             Event::Scalar(value, style, anchor, tag) => {
-                refuse_tag(
-                    tag.as_deref().map(|t| format!("{}{}", t.handle, t.suffix)),
-                    pos,
-                )?;
+                refuse_tag(tag.as_deref().map(show_tag), pos)?;
                 charge(&mut budget, 1, pos)?;
                 let node = Node {
                     kind: NodeKind::Scalar {
@@ -183,10 +180,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 Some((node, anchor))
             }
             Event::SequenceStart(anchor, tag) => {
-                refuse_tag(
-                    tag.as_deref().map(|t| format!("{}{}", t.handle, t.suffix)),
-                    pos,
-                )?;
+                refuse_tag(tag.as_deref().map(show_tag), pos)?;
                 charge(&mut budget, 1, pos)?;
                 push(&mut stack, pos)?;
                 stack.push(Frame::Seq {
@@ -197,10 +191,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 None
             }
             Event::MappingStart(anchor, tag) => {
-                refuse_tag(
-                    tag.as_deref().map(|t| format!("{}{}", t.handle, t.suffix)),
-                    pos,
-                )?;
+                refuse_tag(tag.as_deref().map(show_tag), pos)?;
                 charge(&mut budget, 1, pos)?;
                 push(&mut stack, pos)?;
                 stack.push(Frame::Map {
@@ -312,6 +303,13 @@ fn push(stack: &mut [Frame], pos: Pos) -> Result<(), YamlError> {
         ));
     }
     Ok(())
+}
+
+fn show_tag(t: &saphyr_parser::Tag) -> String {
+    match t.handle.as_str() {
+        "tag:yaml.org,2002:" => format!("!!{}", t.suffix),
+        h => format!("{h}{}", t.suffix),
+    }
 }
 
 fn refuse_tag(tag: Option<String>, pos: Pos) -> Result<(), YamlError> {
