@@ -102,4 +102,6 @@ pub fn load_bytes(shown: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Poli
 }
 
 #[cfg(test)]
+mod monotonic_tests;
+#[cfg(test)]
 mod tests;
