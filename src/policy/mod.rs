@@ -26,6 +26,7 @@ mod paths;
 mod raw;
 mod resolve;
 mod sandbox_layer;
+mod syscall_layer;
 mod tools;
 mod units;
 mod yaml;

@@ -163,7 +163,7 @@ fn parse(name: &str, text: &str) -> Option<load::Doc> {
 }
 
 fn denied(sb: &Sandbox) -> BTreeSet<&'static str> {
-    sandbox_layer::expand(&sb.syscalls.groups, &sb.syscalls.names)
+    syscall_layer::expand(&sb.syscalls.groups, &sb.syscalls.names)
 }
 
 /// `child` enforces at least what `base` enforces.

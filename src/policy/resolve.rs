@@ -15,7 +15,7 @@ use super::load::Doc;
 use super::merge::{self, Layer, Mode};
 use super::model::*;
 use super::raw::RawTool;
-use super::{hash, paths, sandbox_layer, tools};
+use super::{hash, paths, sandbox_layer, syscall_layer, tools};
 use crate::redact::DetectorKind;
 
 /// The built-in redaction: stdout and stderr, every detector, placeholders.
@@ -232,7 +232,7 @@ fn check_sandbox(sb: &Sandbox, tool: Option<&Tool>) -> Result<(), PolicyError> {
         .copied()
         .collect();
     if sb.syscalls.mode.value == SyscallMode::Allow
-        && let Some(s) = sandbox_layer::expand(&sb.syscalls.groups, &sb.syscalls.names)
+        && let Some(s) = syscall_layer::expand(&sb.syscalls.groups, &sb.syscalls.names)
             .intersection(&io_uring)
             .next()
     {
