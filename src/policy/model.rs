@@ -10,6 +10,7 @@
 //! This module owns the data shape only. It must never touch the kernel and never
 //! read files; loading lives in the sibling modules.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
@@ -44,6 +45,42 @@ impl Origin {
     }
 }
 
+thread_local! {
+    /// Set while [`canonical`] runs on this thread.
+    static CANONICAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with canonical serialization on this thread: every [`Sourced`]
+/// serializes as its bare value, and origins, `Policy::hash` and
+/// `Policy::sources` are left out. The policy hash is computed over this form.
+pub fn canonical<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CANONICAL.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(CANONICAL.with(|c| c.replace(true)));
+    f()
+}
+
+fn omit<T>(_: &T) -> bool {
+    CANONICAL.with(Cell::get)
+}
+
+impl<T: Serialize> Serialize for Sourced<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        if omit(&()) {
+            return self.value.serialize(s);
+        }
+        let mut st = s.serialize_struct("Sourced", 2)?;
+        st.serialize_field("value", &self.value)?;
+        st.serialize_field("origin", &self.origin)?;
+        st.end()
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
@@ -55,7 +92,10 @@ impl fmt::Display for Origin {
 }
 
 /// A value together with the place in a policy file that set it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+///
+/// Serializes as `{"value": ..., "origin": ...}`, or as the bare value while
+/// [`canonical`] serialization is in progress.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sourced<T> {
     /// The value.
     pub value: T,
@@ -72,9 +112,11 @@ pub struct Policy {
     pub name: String,
     /// SHA-256 (hex) of the canonical JSON form of the effective policy. Audit
     /// records and `reload` name a policy by this hash.
+    #[serde(skip_serializing_if = "omit")]
     pub hash: String,
     /// Every file of the `extends` chain, base first, the loaded file last
     /// (canonical paths).
+    #[serde(skip_serializing_if = "omit")]
     pub sources: Vec<PathBuf>,
     /// Kernel features the policy demands beyond what its rules imply.
     pub requires: Requirements,
@@ -370,6 +412,7 @@ pub struct PathRule {
     /// failing the run. Useful for `/lib64` on distributions without it.
     pub optional: bool,
     /// Where the rule was written.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 
@@ -532,6 +575,7 @@ pub struct CustomDetector {
     /// Optional checksum validator applied to each match.
     pub validator: Option<Validator>,
     /// Where it was written.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 
@@ -593,6 +637,7 @@ pub struct RateLimit {
     /// Bucket size (defaults to `count`).
     pub burst: u32,
     /// Where it was written.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 
@@ -614,6 +659,7 @@ pub struct Tool {
     /// Cap on concurrent runs of this tool (daemon).
     pub max_concurrent: Option<Sourced<u32>>,
     /// Where the tool was defined.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 
@@ -633,6 +679,7 @@ pub struct Agent {
     /// Cap on the agent's concurrent runs.
     pub max_concurrent: Option<u32>,
     /// Where the agent was defined.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 
