@@ -416,6 +416,20 @@ pub struct PathRule {
     pub origin: Origin,
 }
 
+/// A [`PathRule`] with its variables substituted, ready for Landlock
+/// (see `Filesystem::expand`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExpandedRule {
+    /// Absolute path, no `.` or `..` components.
+    pub path: PathBuf,
+    /// Rights granted on it.
+    pub access: FsAccess,
+    /// Skip (and report) when missing.
+    pub optional: bool,
+    /// Where the rule was written.
+    pub origin: Origin,
+}
+
 /// Landlock filesystem policy. Allow-list only: anything not granted is denied.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Filesystem {

@@ -6,9 +6,15 @@
 //! cannot be expressed at all, because Landlock is an allow-list whose rights
 //! are inherited by everything beneath a granted directory. Comparisons are
 //! textual on normalized templates; paths that start with different variables
-//! are unrelated at load time. It must never touch the filesystem.
+//! are unrelated at load time; `Filesystem::expand` repeats the checks on the
+//! real paths when a run starts. It must never touch the filesystem.
 
-use super::model::{FsAccess, PathRule, PathTemplate, Sandbox, Sourced};
+use std::path::{Component, Path};
+
+use super::error::{Location, PolicyError};
+use super::model::{
+    ExpandedRule, Filesystem, FsAccess, PathRule, PathTemplate, PathVars, Sandbox, Sourced,
+};
 
 /// Validate and normalize a policy path. `Err` holds (message, hint).
 pub fn template(raw: &str) -> Result<PathTemplate, (String, String)> {
@@ -133,6 +139,77 @@ pub fn rights_on(sandbox: &Sandbox, path: &str) -> FsAccess {
         .fold(FsAccess::empty(), |acc, r| acc.union(r.access))
 }
 
+impl Filesystem {
+    /// Substitute the run's variables into every rule, and check again on the
+    /// real paths what load could only check on templates: every expanded path
+    /// is absolute and clean, and no grant lands on, above or beneath a denied
+    /// path (`${RUN_DIR}` under a denied `/tmp`, say). Call it when a run
+    /// starts, before building the Landlock ruleset; an error fails the run.
+    pub fn expand(&self, vars: &PathVars) -> Result<Vec<ExpandedRule>, PolicyError> {
+        for (name, v) in [
+            ("RUN_DIR", &vars.run_dir),
+            ("HOME", &vars.home),
+            ("TMPDIR", &vars.tmpdir),
+        ] {
+            if !clean_absolute(v) {
+                return Err(PolicyError::invalid(
+                    Location::file(Path::new("<run>")),
+                    format!(
+                        "${{{name}}} is `{}`, not a clean absolute path",
+                        v.display()
+                    ),
+                    "the supervisor must pass absolute paths without `.` or `..`",
+                ));
+            }
+        }
+        let denies: Vec<(PathTemplate, &Sourced<PathTemplate>)> = self
+            .deny
+            .iter()
+            .map(|d| {
+                (
+                    PathTemplate(d.value.expand(vars).to_string_lossy().into_owned()),
+                    d,
+                )
+            })
+            .collect();
+        let mut out = Vec::with_capacity(self.rules.len());
+        for r in &self.rules {
+            let path = r.path.expand(vars);
+            let t = PathTemplate(path.to_string_lossy().into_owned());
+            if let Some((_, d)) = denies
+                .iter()
+                .find(|(dt, _)| is_within(&t, dt) || is_within(dt, &t))
+            {
+                return Err(PolicyError::invalid(
+                    Location::of(&r.origin),
+                    format!(
+                        "`{}` expands to {}, which collides with the denied `{}` (at {})",
+                        r.path,
+                        path.display(),
+                        d.value,
+                        d.origin
+                    ),
+                    "move the run directory (or home) out of the denied tree, or change the policy",
+                ));
+            }
+            out.push(ExpandedRule {
+                path,
+                access: r.access,
+                optional: r.optional,
+                origin: r.origin.clone(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn clean_absolute(p: &Path) -> bool {
+    p.is_absolute()
+        && !p.as_os_str().as_encoded_bytes().contains(&0)
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +235,35 @@ mod tests {
         assert!(t("/x/${HOME}").starts_with("ERR"));
         assert!(t("$HOME/x").contains("relative"));
         assert!(t("").contains("empty"));
+    }
+
+    #[test]
+    fn expansion_rechecks_denies_on_real_paths() {
+        use crate::policy::model::Origin;
+        let o = Origin::builtin;
+        let fs = Filesystem {
+            rules: vec![PathRule {
+                path: PathTemplate("${RUN_DIR}".into()),
+                access: FsAccess::WRITE,
+                optional: false,
+                origin: o(),
+            }],
+            deny: vec![Sourced {
+                value: PathTemplate("/srv/secret".into()),
+                origin: o(),
+            }],
+        };
+        let vars = |run: &str| PathVars {
+            run_dir: run.into(),
+            home: "/home/u".into(),
+            tmpdir: format!("{run}/tmp").into(),
+        };
+        let ok = fs.expand(&vars("/run/enforcecore-x/1")).unwrap();
+        assert_eq!(ok[0].path, std::path::PathBuf::from("/run/enforcecore-x/1"));
+        assert!(fs.expand(&vars("/srv/secret/run-1")).is_err());
+        assert!(fs.expand(&vars("/srv")).is_err());
+        assert!(fs.expand(&vars("relative/run")).is_err());
+        assert!(fs.expand(&vars("/tmp/../srv/secret")).is_err());
     }
 
     #[test]
