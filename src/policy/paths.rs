@@ -277,3 +277,31 @@ mod tests {
         assert!(is_within(&p("${HOME}/x"), &p("${HOME}")));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Normalizing twice changes nothing, and a normalized path never
+        /// contains `.`/`..` components, empty components or a trailing `/`.
+        #[test]
+        fn template_is_idempotent_and_clean(s in "(\\$\\{(RUN_DIR|HOME|TMPDIR|X)\\})?(/{1,2}(\\.{1,3}|[a-z$]{1,4})){0,6}/?") {
+            if let Ok(t) = template(&s) {
+                prop_assert_eq!(template(&t.0).map(|x| x.0), Ok(t.0.clone()));
+                let body = t.0.split_once('}').map_or(t.0.as_str(), |(_, b)| b);
+                prop_assert!(body.is_empty() || body == "/" || body.split('/').skip(1).all(|c| !c.is_empty() && c != "." && c != ".."), "{}", t.0);
+                prop_assert!(t.0 == "/" || !t.0.ends_with('/'));
+            }
+        }
+
+        /// `is_within` agrees with component-wise prefix on clean paths.
+        #[test]
+        fn within_is_component_prefix(a in proptest::collection::vec("[ab]{1,2}", 0..4), b in proptest::collection::vec("[ab]{1,2}", 0..4)) {
+            let p = |v: &[String]| PathTemplate(format!("/{}", v.join("/")));
+            prop_assert_eq!(is_within(&p(&a), &p(&b)), a.starts_with(&b));
+        }
+    }
+}
