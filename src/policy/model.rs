@@ -315,6 +315,22 @@ impl FsAccess {
             | Self::TRUNCATE.0,
     );
 
+    /// The rights that apply to a file (as opposed to a directory). Landlock
+    /// refuses a rule on a file with any other right, so the sandbox must
+    /// intersect a rule's rights with this set when its path is not a directory.
+    pub const FILE: FsAccess = FsAccess(
+        Self::EXECUTE.0
+            | Self::WRITE_FILE.0
+            | Self::READ_FILE.0
+            | Self::TRUNCATE.0
+            | Self::IOCTL_DEV.0,
+    );
+
+    /// Intersection.
+    pub const fn intersect(self, other: FsAccess) -> Self {
+        FsAccess(self.0 & other.0)
+    }
+
     /// No right at all.
     pub const fn empty() -> Self {
         FsAccess(0)
