@@ -11,7 +11,7 @@
 
 use std::path::{Component, Path};
 
-use super::error::{Location, PolicyError};
+use super::error::{Location, PolicyError, excerpt};
 use super::model::{
     ExpandedRule, Filesystem, FsAccess, PathRule, PathTemplate, PathVars, Sandbox, Sourced,
 };
@@ -19,6 +19,7 @@ use super::model::{
 /// Validate and normalize a policy path. `Err` holds (message, hint).
 pub fn template(raw: &str) -> Result<PathTemplate, (String, String)> {
     let bad = |m: String, h: &str| Err((m, h.to_owned()));
+    let shown = excerpt(raw);
     if raw.is_empty() {
         return bad(
             "empty path".into(),
@@ -31,21 +32,21 @@ pub fn template(raw: &str) -> Result<PathTemplate, (String, String)> {
     let rest = if let Some(after) = raw.strip_prefix("${") {
         let Some(end) = after.find('}') else {
             return bad(
-                format!("unterminated variable in `{raw}`"),
+                format!("unterminated variable in `{shown}`"),
                 "write `${NAME}`",
             );
         };
         let name = &after[..end];
         if !PathTemplate::VARIABLES.contains(&name) {
             return bad(
-                format!("unknown variable `${{{name}}}` in `{raw}`"),
+                format!("unknown variable `${{{}}}` in `{shown}`", excerpt(name)),
                 "the variables are ${RUN_DIR}, ${HOME} and ${TMPDIR}",
             );
         }
         let rest = &after[end + 1..];
         if !rest.is_empty() && !rest.starts_with('/') {
             return bad(
-                format!("`{raw}`: a variable must be followed by `/` or end the path"),
+                format!("`{shown}`: a variable must be followed by `/` or end the path"),
                 "write e.g. `${HOME}/.cache`",
             );
         }
@@ -54,14 +55,14 @@ pub fn template(raw: &str) -> Result<PathTemplate, (String, String)> {
         raw
     } else {
         return bad(
-            format!("path `{raw}` is relative"),
+            format!("path `{shown}` is relative"),
             "policy paths must be absolute (`/usr/lib`) or start with ${RUN_DIR}, ${HOME} or ${TMPDIR}",
         );
     };
     if rest.contains('$') {
         return bad(
             format!(
-                "`{raw}`: `$` may only start a path, as `${{RUN_DIR}}`, `${{HOME}}` or `${{TMPDIR}}`"
+                "`{shown}`: `$` may only start a path, as `${{RUN_DIR}}`, `${{HOME}}` or `${{TMPDIR}}`"
             ),
             "variables can only begin a path; a literal `$` in a file name is not supported",
         );
@@ -71,7 +72,7 @@ pub fn template(raw: &str) -> Result<PathTemplate, (String, String)> {
     for comp in rest.split('/').filter(|c| !c.is_empty()) {
         if comp == ".." || comp == "." {
             return bad(
-                format!("path `{raw}` contains `{comp}`"),
+                format!("path `{shown}` contains `{comp}`"),
                 "write the path without `.` or `..` components; rules must name the tree they grant",
             );
         }

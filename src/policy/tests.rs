@@ -258,3 +258,21 @@ fn custom_detector_bounds() {
     let p = one("version: 1\nname: x\nredaction:\n  custom:\n    - {name: TICKET, pattern: 'T-[0-9]{4}', validator: luhn}\n").unwrap();
     assert_eq!(p.redaction.custom[0].max_len, 6);
 }
+
+#[test]
+fn errors_never_echo_long_values() {
+    let secret = format!(
+        "root:$y$j9T$saltsaltsaltsaltsaltsa${}:19000:0:99999:7:::",
+        "h".repeat(43)
+    );
+    let e = one(&format!("{secret}\n")).unwrap_err().to_string();
+    assert!(!e.contains(&"h".repeat(10)), "{e}");
+    assert!(e.contains('…'), "{e}");
+    let e = one(&format!(
+        "version: 1\nname: x\nsandbox:\n  filesystem:\n    read: [rel/{}]\n",
+        "p".repeat(500)
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.len() < 400, "{e}");
+}

@@ -262,8 +262,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                         return Err(YamlError::new(
                             node.pos,
                             format!(
-                                "duplicate key `{k}` (first defined at line {}, column {})",
-                                first.line, first.column
+                                "duplicate key `{}` (first defined at line {}, column {})",
+                                super::error::excerpt(k),
+                                first.line,
+                                first.column
                             ),
                             "YAML keeps only one of them silently; merge the two entries into one",
                         ));
