@@ -17,27 +17,50 @@ const SCHEMA: &str = "The policy schema is documented in docs/policy.md.";
 /// Subcommands of `enforcecore policy`.
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate policy files: exit 0 when every file is valid, 1 otherwise.
+    /// Validate policy files (exit 0 when all are valid, 1 otherwise).
     ///
-    /// Each file is loaded exactly as `run` and the daemon would load it: its
-    /// `extends` chain is followed (inside the policy's directory, or --root),
-    /// merged and validated. One line per file: `ok: FILE ...` on stdout, or
-    /// `FILE:LINE:COLUMN: what is wrong` followed by a `hint:` line on stderr.
-    #[command(after_help = SCHEMA)]
+    /// Each file is loaded exactly as `run` and the daemon load it: its `extends`
+    /// chain is followed (inside the policy's directory, or --root), merged and
+    /// validated. Loading is strict: unknown or duplicate keys, wrong types, YAML
+    /// tags, unbounded regexes, rules Landlock cannot express and a child that
+    /// loosens its base are all errors.
+    ///
+    /// Output: one `ok: FILE (policy NAME, N tools, sha256 HASH)` line per valid
+    /// file on stdout; for an invalid file, `FILE:LINE:COLUMN: what is wrong`
+    /// and a `hint:` line on stderr (plus `note: while loading FILE` when the
+    /// error is in one of its bases).
+    #[command(after_long_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
-    /// Print the effective policy after `extends`, every rule with the
-    /// file:line:column it came from.
+    /// Print the effective policy after `extends`, with the origin of every rule.
     ///
-    /// The text form is for people; --json prints the resolved model (the same
-    /// data `run` enforces) with an `origin` on every rule.
-    #[command(after_help = SCHEMA)]
+    /// The text form lists every value with the `file:line:column` it came from
+    /// (`<built-in>` for defaults). --json prints the resolved model, the same
+    /// data `run` enforces, with an `origin` on every rule. Exit 1 when the
+    /// policy does not load.
+    #[command(after_long_help = SCHEMA)]
     Show(ShowArgs),
-    /// Explain in plain language what a policy (or one of its tools) may do:
-    /// what it may read, write, execute and connect to, its identity, limits,
-    /// environment, argument rules and redaction.
-    #[command(after_help = SCHEMA)]
+    /// Explain in plain language what a policy, or one of its tools, may do.
+    ///
+    /// Covers what the tool may read, write, execute and connect to, who it runs
+    /// as, its syscall filter, limits, environment, argument rules, redaction and
+    /// denial capture, and the Landlock ABI it needs. Without --tool the default
+    /// sandbox (`run` without --tool) is explained and the tools are listed. Exit
+    /// 1 when the policy does not load or has no such tool.
+    #[command(after_long_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
 }
+
+const CHECK_EXAMPLES: &str = "Examples:
+  enforcecore policy check policies/*.yaml policies/examples/*.yaml
+  enforcecore policy check --root /etc/enforcecore /etc/enforcecore/site/agent.yaml
+
+The policy schema is documented in docs/policy.md.";
+
+const EXPLAIN_EXAMPLES: &str = "Examples:
+  enforcecore policy explain policies/strict.yaml
+  enforcecore policy explain policies/examples/web-fetch.yaml --tool fetch
+
+The policy schema is documented in docs/policy.md.";
 
 /// Where `extends` may resolve to.
 #[derive(Debug, Args)]
@@ -121,6 +144,9 @@ fn check(a: &CheckArgs) -> u8 {
             Err(e) => {
                 failed = true;
                 eprintln!("{e}");
+                if e.location().file != *f {
+                    eprintln!("note: while loading {}", f.display());
+                }
             }
         }
     }
@@ -130,6 +156,9 @@ fn check(a: &CheckArgs) -> u8 {
 fn load(file: &Path, root: &RootArg) -> Result<Policy, u8> {
     policy::load_with(file, &root.options()).map_err(|e| {
         eprintln!("{e}");
+        if e.location().file != file {
+            eprintln!("note: while loading {}", file.display());
+        }
         1
     })
 }

@@ -14,6 +14,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
+use super::error::excerpt;
 use super::yaml::{Node, NodeKind, Pos};
 
 /// A deserialization failure, with the position of the node it concerns.
@@ -60,16 +61,29 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError::custom(format_args!("expected {exp}, found {unexp}"))
+        let exp = exp.to_string();
+        let exp = match exp.as_str() {
+            "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" => "an integer",
+            "f32" | "f64" => "a number",
+            "a boolean" | "bool" => "`true` or `false`",
+            other => other,
+        };
+        DeError::custom(format_args!(
+            "expected {exp}, found {}",
+            excerpt(&unexp.to_string())
+        ))
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError::custom(format_args!("invalid value {unexp}, expected {exp}"))
+        DeError::custom(format_args!(
+            "invalid value {}, expected {exp}",
+            excerpt(&unexp.to_string())
+        ))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         DeError::with_hint(
-            format!("unknown key `{field}`"),
+            format!("unknown key `{}`", excerpt(field)),
             format!(
                 "valid keys here: {}; see docs/policy.md",
                 expected
@@ -224,7 +238,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
             NodeKind::Scalar { value, plain: true } => match resolve(value) {
                 Plain::Bool(b) => visitor.visit_bool(b),
                 _ => Err(DeError::with_hint(
-                    format!("expected a boolean, found `{value}`"),
+                    format!("expected a boolean, found `{}`", excerpt(value)),
                     "write `true` or `false`",
                 )),
             },
@@ -270,9 +284,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                 )),
                 _ => Err(DeError::with_hint(
                     format!(
-                        "expected a string, found `{value}`, which YAML reads as a number or boolean"
+                        "expected a string, found `{}`, which YAML reads as a number or boolean",
+                        excerpt(value)
                     ),
-                    format!("quote it: \"{value}\""),
+                    format!("quote it: \"{}\"", excerpt(value)),
                 )),
             },
             _ => Err(de::Error::invalid_type(unexpected(self.node), &visitor)),

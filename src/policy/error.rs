@@ -66,6 +66,25 @@ impl fmt::Display for Location {
     }
 }
 
+/// A short, printable excerpt of user-written text for an error message: at
+/// most 48 characters, control characters escaped. Errors must not echo whole
+/// files back (a mistaken path such as /etc/shadow would otherwise be printed).
+pub fn excerpt(s: &str) -> String {
+    const MAX: usize = 32;
+    let mut out = String::new();
+    for c in s.chars().take(MAX) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if s.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// Why a policy could not be loaded. Each variant is the step that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {

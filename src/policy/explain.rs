@@ -226,7 +226,7 @@ fn sandbox(o: &mut String, sb: &Sandbox, who: &str) {
         SeccompAction::Kill => "the process is killed".to_owned(),
         SeccompAction::Errno(e) => format!(
             "the call fails with {}",
-            super::sandbox_layer::errno_name(e)
+            super::syscall_layer::errno_name(e)
         ),
     };
     let groups = list(sc.groups.iter().map(|g| g.value.as_str()));

@@ -188,7 +188,14 @@ pub fn chain(leaf: Doc, root: Option<&Path>, opts: &LoadOptions) -> Result<Vec<D
         if docs.len() >= opts.max_depth {
             return Err(PolicyError::extends(
                 at,
-                format!("extends chain deeper than {} files", opts.max_depth),
+                format!(
+                    "extends chain deeper than {} files: {}",
+                    opts.max_depth,
+                    docs.iter()
+                        .map(|d| d.shown.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" -> ")
+                ),
                 "flatten the chain; a few levels are enough",
             ));
         }

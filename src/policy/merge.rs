@@ -142,7 +142,7 @@ pub fn pick<T: Copy>(
             let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
             layer.invalid(
                 v.pos,
-                format!("unknown {what} `{}`", v.value),
+                format!("unknown {what} `{}`", super::error::excerpt(&v.value)),
                 format!("use one of: {}", names.join(", ")),
             )
         })

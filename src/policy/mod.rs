@@ -26,6 +26,7 @@ mod paths;
 mod raw;
 mod resolve;
 mod sandbox_layer;
+mod syscall_layer;
 mod tools;
 mod units;
 mod yaml;
@@ -101,5 +102,7 @@ pub fn load_bytes(shown: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Poli
     resolve::resolve(&load::chain(leaf, None, opts)?)
 }
 
+#[cfg(test)]
+mod monotonic_tests;
 #[cfg(test)]
 mod tests;

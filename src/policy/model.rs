@@ -10,6 +10,7 @@
 //! This module owns the data shape only. It must never touch the kernel and never
 //! read files; loading lives in the sibling modules.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
@@ -44,6 +45,42 @@ impl Origin {
     }
 }
 
+thread_local! {
+    /// Set while [`canonical`] runs on this thread.
+    static CANONICAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with canonical serialization on this thread: every [`Sourced`]
+/// serializes as its bare value, and origins, `Policy::hash` and
+/// `Policy::sources` are left out. The policy hash is computed over this form.
+pub fn canonical<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CANONICAL.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(CANONICAL.with(|c| c.replace(true)));
+    f()
+}
+
+fn omit<T>(_: &T) -> bool {
+    CANONICAL.with(Cell::get)
+}
+
+impl<T: Serialize> Serialize for Sourced<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        if omit(&()) {
+            return self.value.serialize(s);
+        }
+        let mut st = s.serialize_struct("Sourced", 2)?;
+        st.serialize_field("value", &self.value)?;
+        st.serialize_field("origin", &self.origin)?;
+        st.end()
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
@@ -55,7 +92,10 @@ impl fmt::Display for Origin {
 }
 
 /// A value together with the place in a policy file that set it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+///
+/// Serializes as `{"value": ..., "origin": ...}`, or as the bare value while
+/// [`canonical`] serialization is in progress.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sourced<T> {
     /// The value.
     pub value: T,
@@ -72,9 +112,11 @@ pub struct Policy {
     pub name: String,
     /// SHA-256 (hex) of the canonical JSON form of the effective policy. Audit
     /// records and `reload` name a policy by this hash.
+    #[serde(skip_serializing_if = "omit")]
     pub hash: String,
     /// Every file of the `extends` chain, base first, the loaded file last
     /// (canonical paths).
+    #[serde(skip_serializing_if = "omit")]
     pub sources: Vec<PathBuf>,
     /// Kernel features the policy demands beyond what its rules imply.
     pub requires: Requirements,
@@ -273,6 +315,22 @@ impl FsAccess {
             | Self::TRUNCATE.0,
     );
 
+    /// The rights that apply to a file (as opposed to a directory). Landlock
+    /// refuses a rule on a file with any other right, so the sandbox must
+    /// intersect a rule's rights with this set when its path is not a directory.
+    pub const FILE: FsAccess = FsAccess(
+        Self::EXECUTE.0
+            | Self::WRITE_FILE.0
+            | Self::READ_FILE.0
+            | Self::TRUNCATE.0
+            | Self::IOCTL_DEV.0,
+    );
+
+    /// Intersection.
+    pub const fn intersect(self, other: FsAccess) -> Self {
+        FsAccess(self.0 & other.0)
+    }
+
     /// No right at all.
     pub const fn empty() -> Self {
         FsAccess(0)
@@ -368,6 +426,21 @@ pub struct PathRule {
     pub access: FsAccess,
     /// When true, a missing path at run time is skipped (and reported) instead of
     /// failing the run. Useful for `/lib64` on distributions without it.
+    pub optional: bool,
+    /// Where the rule was written.
+    #[serde(skip_serializing_if = "omit")]
+    pub origin: Origin,
+}
+
+/// A [`PathRule`] with its variables substituted, ready for Landlock
+/// (see `Filesystem::expand`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExpandedRule {
+    /// Absolute path, no `.` or `..` components.
+    pub path: PathBuf,
+    /// Rights granted on it.
+    pub access: FsAccess,
+    /// Skip (and report) when missing.
     pub optional: bool,
     /// Where the rule was written.
     pub origin: Origin,
@@ -532,6 +605,7 @@ pub struct CustomDetector {
     /// Optional checksum validator applied to each match.
     pub validator: Option<Validator>,
     /// Where it was written.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 
@@ -593,6 +667,7 @@ pub struct RateLimit {
     /// Bucket size (defaults to `count`).
     pub burst: u32,
     /// Where it was written.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 
@@ -614,6 +689,7 @@ pub struct Tool {
     /// Cap on concurrent runs of this tool (daemon).
     pub max_concurrent: Option<Sourced<u32>>,
     /// Where the tool was defined.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 
@@ -633,6 +709,7 @@ pub struct Agent {
     /// Cap on the agent's concurrent runs.
     pub max_concurrent: Option<u32>,
     /// Where the agent was defined.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 

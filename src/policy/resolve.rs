@@ -15,7 +15,7 @@ use super::load::Doc;
 use super::merge::{self, Layer, Mode};
 use super::model::*;
 use super::raw::RawTool;
-use super::{hash, paths, sandbox_layer, tools};
+use super::{hash, paths, sandbox_layer, syscall_layer, tools};
 use crate::redact::DetectorKind;
 
 /// The built-in redaction: stdout and stderr, every detector, placeholders.
@@ -156,10 +156,14 @@ pub fn resolve(chain: &[Doc]) -> Result<Policy, PolicyError> {
                     "agent `{}` names tool `{t}`, which no policy of the chain defines",
                     a.name
                 ),
-                format!(
-                    "define `tools: {t}:` or remove it; tools: {}",
-                    tool_map.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
+                if tool_map.is_empty() {
+                    format!("define `tools: {t}:` or remove it; this policy defines no tools")
+                } else {
+                    format!(
+                        "define `tools: {t}:` or remove it; tools: {}",
+                        tool_map.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                },
             ));
         }
     }
@@ -228,7 +232,7 @@ fn check_sandbox(sb: &Sandbox, tool: Option<&Tool>) -> Result<(), PolicyError> {
         .copied()
         .collect();
     if sb.syscalls.mode.value == SyscallMode::Allow
-        && let Some(s) = sandbox_layer::expand(&sb.syscalls.groups, &sb.syscalls.names)
+        && let Some(s) = syscall_layer::expand(&sb.syscalls.groups, &sb.syscalls.names)
             .intersection(&io_uring)
             .next()
     {

@@ -212,6 +212,18 @@ fn args(raw: Option<&RawArgs>, layer: &Layer<'_>) -> Result<ArgRules, PolicyErro
         return Ok(ArgRules::default());
     };
     let compile = |v: &Spanned<String>| -> Result<Sourced<regex::Regex>, PolicyError> {
+        // Parse the pattern on its own first: `a)|(b` would otherwise escape
+        // the anchoring group below and match partial arguments.
+        regex_syntax::Parser::new().parse(&v.value).map_err(|e| {
+            layer.invalid(
+                v.pos,
+                format!(
+                    "invalid argument regex: {}",
+                    e.to_string().lines().last().unwrap_or("error")
+                ),
+                "see https://docs.rs/regex/latest/regex/#syntax",
+            )
+        })?;
         regex::RegexBuilder::new(&format!("^(?:{})$", v.value))
             .size_limit(1 << 20)
             .build()

@@ -16,7 +16,11 @@ use std::collections::{HashMap, HashSet};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 /// Nodes a document may contain, aliases expanded. A policy has a few hundred.
+/// A scalar counts one node per started [`SCALAR_UNIT`] bytes, so that an alias
+/// to a long string cannot multiply memory either.
 pub const MAX_NODES: usize = 50_000;
+/// Bytes of scalar text that count as one node.
+pub const SCALAR_UNIT: usize = 32;
 /// Deepest nesting of mappings and sequences.
 pub const MAX_DEPTH: usize = 64;
 
@@ -74,7 +78,7 @@ impl Node {
 
     fn size(&self) -> usize {
         match &self.kind {
-            NodeKind::Scalar { .. } => 1,
+            NodeKind::Scalar { value, .. } => 1 + value.len() / SCALAR_UNIT,
             NodeKind::Seq(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
             NodeKind::Map(pairs) => {
                 1 + pairs
@@ -168,11 +172,8 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 Some((target.clone(), 0))
             }
             Event::Scalar(value, style, anchor, tag) => {
-                refuse_tag(
-                    tag.as_deref().map(|t| format!("{}{}", t.handle, t.suffix)),
-                    pos,
-                )?;
-                charge(&mut budget, 1, pos)?;
+                refuse_tag(tag.as_deref().map(show_tag), pos)?;
+                charge(&mut budget, 1 + value.len() / SCALAR_UNIT, pos)?;
                 let node = Node {
                     kind: NodeKind::Scalar {
                         value: value.into_owned(),
@@ -183,10 +184,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 Some((node, anchor))
             }
             Event::SequenceStart(anchor, tag) => {
-                refuse_tag(
-                    tag.as_deref().map(|t| format!("{}{}", t.handle, t.suffix)),
-                    pos,
-                )?;
+                refuse_tag(tag.as_deref().map(show_tag), pos)?;
                 charge(&mut budget, 1, pos)?;
                 push(&mut stack, pos)?;
                 stack.push(Frame::Seq {
@@ -197,10 +195,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 None
             }
             Event::MappingStart(anchor, tag) => {
-                refuse_tag(
-                    tag.as_deref().map(|t| format!("{}{}", t.handle, t.suffix)),
-                    pos,
-                )?;
+                refuse_tag(tag.as_deref().map(show_tag), pos)?;
                 charge(&mut budget, 1, pos)?;
                 push(&mut stack, pos)?;
                 stack.push(Frame::Map {
@@ -267,8 +262,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                         return Err(YamlError::new(
                             node.pos,
                             format!(
-                                "duplicate key `{k}` (first defined at line {}, column {})",
-                                first.line, first.column
+                                "duplicate key `{}` (first defined at line {}, column {})",
+                                super::error::excerpt(k),
+                                first.line,
+                                first.column
                             ),
                             "YAML keeps only one of them silently; merge the two entries into one",
                         ));
@@ -312,6 +309,13 @@ fn push(stack: &mut [Frame], pos: Pos) -> Result<(), YamlError> {
         ));
     }
     Ok(())
+}
+
+fn show_tag(t: &saphyr_parser::Tag) -> String {
+    match t.handle.as_str() {
+        "tag:yaml.org,2002:" => format!("!!{}", t.suffix),
+        h => format!("{h}{}", t.suffix),
+    }
 }
 
 fn refuse_tag(tag: Option<String>, pos: Pos) -> Result<(), YamlError> {
@@ -383,6 +387,14 @@ mod tests {
             ));
         }
         let e = err(&s);
+        assert!(e.message.contains("more than"), "{}", e.message);
+    }
+
+    #[test]
+    fn aliases_of_long_strings_are_bounded_too() {
+        let long = "x".repeat(200_000);
+        let refs = vec!["*a"; 100].join(", ");
+        let e = err(&format!("a: &a \"{long}\"\nb: [{refs}]\n"));
         assert!(e.message.contains("more than"), "{}", e.message);
     }
 
