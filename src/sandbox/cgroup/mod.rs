@@ -51,7 +51,7 @@ mod v2;
 #[cfg(test)]
 mod fake_tree;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use describe::{CgroupDescription, ControllerStatus};
 pub use error::CgroupError;
@@ -284,12 +284,51 @@ impl Hierarchy {
         }
     }
 
+    /// Start [`Hierarchy::create_run`] on a helper thread, so that the `mkdir`s
+    /// overlap with the rest of a run's set-up (policy, Landlock and seccomp
+    /// preparation); [`PendingRun::wait`] collects the result before the fork.
+    pub fn spawn_create(&self, run_id: &str, limits: &CgroupLimits) -> PendingRun {
+        let (h, id, l) = (self.clone(), run_id.to_owned(), *limits);
+        let handle = std::thread::Builder::new()
+            .name("enforcecore-cgroup-create".into())
+            .spawn(move || h.create_run(&id, &l));
+        PendingRun { handle }
+    }
+
+    /// The directories runs are created in (one per v1 hierarchy).
+    pub fn runs_parents(&self) -> Vec<PathBuf> {
+        match &self.active {
+            Backend::V1(h) => h.mounts.iter().map(v1::V1Hierarchy::runs_parent).collect(),
+            Backend::V2(h) => vec![h.runs_parent.clone()],
+        }
+    }
+
     /// Create the directories (no limits yet) under the name `dir_name`.
     pub(crate) fn create_unlimited(&self, dir_name: &str) -> Result<RunCgroup, CgroupError> {
         match &self.active {
             Backend::V1(h) => h.create(dir_name),
             Backend::V2(h) => h.create(dir_name),
         }
+    }
+}
+
+/// A run cgroup being created on a helper thread ([`Hierarchy::spawn_create`]).
+#[derive(Debug)]
+pub struct PendingRun {
+    handle: std::io::Result<std::thread::JoinHandle<Result<RunCgroup, CgroupError>>>,
+}
+
+impl PendingRun {
+    /// Wait for the cgroup. If the thread could not start or died, the error says so.
+    pub fn wait(self) -> Result<RunCgroup, CgroupError> {
+        let handle = self
+            .handle
+            .map_err(|source| CgroupError::SpawnThread { source })?;
+        handle.join().unwrap_or_else(|_| {
+            Err(CgroupError::SpawnThread {
+                source: std::io::Error::other("the cgroup creation thread panicked"),
+            })
+        })
     }
 }
 

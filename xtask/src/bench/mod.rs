@@ -4,6 +4,7 @@
 use anyhow::{Result, bail};
 
 mod audit;
+mod cgroup;
 mod daemon;
 mod redact;
 mod spawn;
@@ -15,6 +16,7 @@ pub fn main(args: &[String]) -> Result<()> {
         Some("redact") => redact::main(&args[1..]),
         Some("audit") => audit::main(&args[1..]),
         Some("daemon") => daemon::main(&args[1..]),
-        _ => bail!("usage: cargo xtask bench <spawn|redact|audit|daemon>"),
+        Some("cgroup") => cgroup::main(&args[1..]),
+        _ => bail!("usage: cargo xtask bench <spawn|redact|audit|daemon|cgroup>"),
     }
 }
