@@ -30,8 +30,9 @@
 //!   of the hierarchy, runs in `enforcecore/<run>`. This is the one case where runs
 //!   are outside the supervisor's own cgroup: it is a choice (there is nowhere else
 //!   the kernel lets us put controllers), shown by `enforcecore doctor`.
-//! - A hybrid host uses its v1 controllers (the v2 side usually has none);
-//!   [`Hierarchy::prefer`] switches to the v2 side explicitly.
+//! - A hybrid host uses its v1 controllers (the v2 side usually has none), unless
+//!   `memory` and `pids` are available on the v2 side and not on v1 (they were
+//!   bound to the unified hierarchy); [`Hierarchy::prefer`] chooses explicitly.
 //!
 //! # Killing the tree
 //!
@@ -209,8 +210,12 @@ impl Hierarchy {
             Some(m) => Some(Backend::V2(v2::V2Hierarchy::new(m)?)),
             None => None,
         };
-        // A hybrid host's controllers live on the v1 side.
+        // A hybrid host's controllers usually live on the v1 side; when memory
+        // and pids were bound to the unified hierarchy instead, runs go there.
         let (layout, active, inactive) = match (v1, v2) {
+            (Some(Backend::V1(a)), Some(Backend::V2(b))) if b.has_moved_controllers(&a) => {
+                (Layout::Hybrid, Backend::V2(b), Some(Backend::V1(a)))
+            }
             (Some(a), Some(b)) => (Layout::Hybrid, a, Some(b)),
             (Some(a), None) => (Layout::V1, a, None),
             (None, Some(b)) => (Layout::V2, b, None),
@@ -377,6 +382,41 @@ mod tests {
         ] {
             assert!(validate_run_id(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn hybrid_with_memory_and_pids_bound_to_v2_runs_there() {
+        let fake = fake_tree::FakeTree::build(
+            "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+             41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
+            "3:cpu,cpuacct:/\n0::/\n",
+            false,
+        );
+        fake.write("sys/unified/cgroup.controllers", "memory pids\n");
+        let h = Hierarchy::detect_at(&fake.proc_root(), &fake.sys_root()).unwrap();
+        assert_eq!(
+            (h.layout(), h.version()),
+            (Layout::Hybrid, CgroupVersion::V2)
+        );
+        let h = h.prefer(CgroupVersion::V1).unwrap();
+        assert_eq!(h.version(), CgroupVersion::V1);
+    }
+
+    #[test]
+    fn detection_errors_name_the_file_and_line() {
+        let fake = fake_tree::FakeTree::build("", "0::/\n", false);
+        fake.write("proc/self/cgroup", "0::/\ngarbage\n");
+        let err = Hierarchy::detect_at(&fake.proc_root(), &fake.sys_root()).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("proc/self/cgroup:2: expected `id:controllers:path`"),
+            "{err}"
+        );
+        let err = Hierarchy::detect_at(&fake.path("nowhere"), &fake.sys_root()).unwrap_err();
+        assert!(err.to_string().contains("is /proc mounted?"), "{err}");
+        fake.write("proc/self/cgroup", "0::/\n");
+        let err = Hierarchy::detect_at(&fake.proc_root(), &fake.sys_root()).unwrap_err();
+        assert!(matches!(err, CgroupError::NoHierarchy), "{err}");
     }
 
     #[test]

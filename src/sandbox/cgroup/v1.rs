@@ -197,16 +197,18 @@ pub(crate) fn kill_all(members: &[Member]) -> Result<(), CgroupError> {
                 remaining: pids.len(),
             });
         }
-        if let Some(f) = freezer {
-            freeze(&f.dir)?;
-        }
-        // Re-read while frozen: nothing in the cgroup can fork now.
+        // Freeze, then re-read: nothing in the cgroup can fork now. A failed
+        // freeze still kills (unfrozen, as without a freezer).
+        let frozen = freezer.map(|f| freeze(&f.dir));
         let result = all_pids(members).and_then(|pids| signal_all(&pids));
         if let Some(f) = freezer {
-            // Thaw even when signalling failed: frozen tasks cannot die.
+            // Thaw whatever happened above: frozen tasks cannot die.
             control::write_value("freezer", &f.dir.join("freezer.state"), "THAWED")?;
         }
         result?;
+        if let Some(Err(e)) = frozen {
+            tracing::debug!(error = %e, "freezing the run failed; killed it unfrozen");
+        }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }
