@@ -39,6 +39,26 @@
 //! v2 writes `1` to `cgroup.kill`. v1 freezes the freezer cgroup (nothing can fork
 //! while frozen), SIGKILLs every pid in it, thaws it so the signals are delivered,
 //! and repeats until `cgroup.procs` is empty.
+//!
+//! # Use from the spawn path
+//!
+//! 1. [`Hierarchy::detect`] once per supervisor (cheap to clone and share).
+//! 2. Per run, in the parent: [`Hierarchy::create_run`] — or
+//!    [`Hierarchy::spawn_create`] to overlap it with the rest of the set-up, or
+//!    [`CgroupPool::create_run`] in the daemon to take a pre-created cgroup.
+//! 3. Between fork and exec, the child writes `b"0"` to every fd of
+//!    [`RunCgroup::join_fds`] (one `write(2)` each, nothing else); a failed write
+//!    is a failed run (exit 125), never an unlimited one.
+//! 4. While it runs: [`RunCgroup::pids`] attributes denials; on timeout or output
+//!    cap, [`RunCgroup::kill_all`].
+//! 5. After the tool's exit: [`RunCgroup::events`] (an `oom_kills` > 0 means
+//!    cause `oom`, `pids_max` > 0 explains a tool that died of failed forks) and
+//!    [`RunCgroup::stats`] (CPU time and peak memory of the whole tree), then
+//!    [`RunCgroup::remove`] (or [`CgroupPool::retire`], which removes it off the
+//!    critical path). Counters start at zero: every run's cgroup is fresh.
+//!
+//! Shared `enforcecore/` parents are removed when their last run goes; a
+//! delegated `runs/` stays for the service's lifetime.
 
 mod control;
 mod describe;

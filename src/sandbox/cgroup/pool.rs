@@ -8,6 +8,10 @@
 //! slower, never refused. Pooled cgroups are fresh (never reused): counters such as
 //! OOM kills and peak memory start at zero for every run.
 //!
+//! Pooled cgroups are named `pool-<supervisor pid>-<n>`; a new pool removes empty
+//! ones whose supervisor no longer exists. Supervisors sharing one cgroup tree
+//! must therefore share a pid namespace (true for one host's daemon and CLI).
+//!
 //! It must never hand out a cgroup that held a process, and must remove every
 //! cgroup it created when dropped.
 
