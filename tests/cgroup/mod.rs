@@ -500,3 +500,25 @@ fn delegated_supervisor(base: &Path) {
     assert!(!dir.exists());
     println!("delegated-ok");
 }
+
+#[test]
+fn v1_dropping_a_run_kills_its_tree_and_removes_it() {
+    let Some(h) = v1() else { return };
+    let run = h
+        .create_run(&run_id("drop"), &CgroupLimits::default())
+        .unwrap();
+    let mut child = joined_shell(&run, "sleep 300 & sleep 300 & wait");
+    wait_for("the tree to grow", || run.pids().unwrap().len() >= 3);
+    let pids = run.pids().unwrap();
+    let paths = run.paths();
+    drop(run);
+    assert_eq!(
+        child.wait().unwrap().signal(),
+        Some(9),
+        "the safety net killed the tree"
+    );
+    for pid in pids {
+        assert!(dead(pid), "pid {pid} survived the drop");
+    }
+    assert_removed(&paths);
+}

@@ -117,15 +117,17 @@ pub(crate) fn create_in(parent: &Path, name: &str) -> Result<PathBuf, CgroupErro
     let dir = parent.join(name);
     let mut attempts = 0;
     loop {
-        control::ensure_dir(parent)?;
         match control::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 return Err(CgroupError::RunExists { path: dir });
             }
-            // Another supervisor removed the (then empty) shared parent between
-            // our two mkdirs: make it again.
-            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            // No shared parent yet (or another supervisor just removed it when
+            // its last run ended): make it and try again.
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
+                attempts += 1;
+                control::ensure_dir(parent)?;
+            }
             Err(source) => return Err(CgroupError::CreateDir { path: dir, source }),
         }
     }
