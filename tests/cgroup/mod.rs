@@ -177,12 +177,20 @@ fn v1_fork_loop_hits_pids_max_and_is_reported() {
     let mut child = held_shell("i=0; while [ $i -lt 30 ]; do sleep 60 & i=$((i+1)); done; wait");
     run.add_pid(child.id() as i32).unwrap();
     release(&mut child);
-    wait_for("a refused fork", || {
-        run.events().unwrap().pids_max >= Some(1)
+    // A failed fork is fatal to a non-interactive shell: it reports and exits,
+    // leaving its sleeps behind in the cgroup.
+    let mut status = None;
+    wait_for("the shell to die of a refused fork", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
     });
+    assert!(!status.unwrap().success());
+    let ev = run.events().unwrap();
+    assert!(ev.pids_max >= Some(1), "refused fork counted: {ev:?}");
     assert!(run.pids().unwrap().len() <= 6, "pids.max holds");
     run.kill_all().unwrap();
-    let _ = child.wait();
+    assert!(run.pids().unwrap().is_empty());
+    // Read after the kill: the sleeps hold the stderr pipe open.
     let mut err = String::new();
     let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
     assert!(
