@@ -173,6 +173,13 @@ pub(crate) fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
     }
 }
 
+/// One `rmdir` attempt, no retry (for sweeping leftovers).
+pub(crate) fn remove_dir_once(dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    super::fake_tree::before_rmdir(dir);
+    fs::remove_dir(dir)
+}
+
 /// Remove a shared parent if it has become empty. Best effort: another run or
 /// another supervisor may still use it (`EBUSY`, `ENOTEMPTY`), which is fine.
 pub(crate) fn remove_parent_if_unused(dir: &Path) {

@@ -269,3 +269,83 @@ impl fmt::Display for CgroupDescription {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake_tree::FakeTree;
+    use super::super::{CgroupVersion, Hierarchy, Layout};
+
+    #[test]
+    fn hybrid_description_names_layout_sources_and_the_unified_side() {
+        let fake = FakeTree::hybrid();
+        let d = Hierarchy::detect_at(&fake.proc_root(), &fake.sys_root())
+            .unwrap()
+            .describe();
+        assert_eq!((d.layout, d.version), (Layout::Hybrid, CgroupVersion::V1));
+        assert!(d.controllers.iter().all(|c| c.available), "{d}");
+        assert!(d.swap.starts_with("bounded"), "{}", d.swap);
+        assert!(d.tree_kill.contains("freezer"));
+        assert!(
+            d.runs_parents
+                .contains(&fake.path("sys/memory/process_api/abc/enforcecore"))
+        );
+        assert!(
+            d.notes.iter().any(|n| n.contains("offers: hugetlb")),
+            "{:?}",
+            d.notes
+        );
+        let text = d.to_string();
+        assert!(
+            text.starts_with("cgroups: layout hybrid, runs use v1"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["layout"], "hybrid");
+        assert_eq!(json["controllers"][0]["name"], "memory");
+    }
+
+    #[test]
+    fn missing_controllers_say_what_policies_lose() {
+        let fake = FakeTree::v1_comounted();
+        let d = Hierarchy::detect_at(&fake.proc_root(), &fake.sys_root())
+            .unwrap()
+            .describe();
+        assert_eq!(d.layout, Layout::V1);
+        let pids = d.controllers.iter().find(|c| c.name == "pids").unwrap();
+        assert!(!pids.available);
+        assert!(pids.effect.contains("exit 125"), "{}", pids.effect);
+        assert!(
+            d.tree_kill.starts_with("signal loop"),
+            "no freezer: {}",
+            d.tree_kill
+        );
+        assert!(d.to_string().contains("MISSING pids"), "{d}");
+    }
+
+    #[test]
+    fn delegated_v2_description_shows_the_subtree() {
+        let fake = FakeTree::v2("/system.slice/ec.service", "memory pids");
+        rustix::fs::setxattr(
+            fake.path("sys/system.slice/ec.service"),
+            "user.delegate",
+            b"1",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let d = Hierarchy::detect_at(&fake.proc_root(), &fake.sys_root())
+            .unwrap()
+            .describe();
+        assert_eq!((d.layout, d.version), (Layout::V2, CgroupVersion::V2));
+        assert!(
+            d.placement.starts_with("delegated subtree"),
+            "{}",
+            d.placement
+        );
+        assert_eq!(
+            d.runs_parents,
+            vec![fake.path("sys/system.slice/ec.service/runs")]
+        );
+        let cpu = d.controllers.iter().find(|c| c.name == "cpu").unwrap();
+        assert!(!cpu.available);
+    }
+}

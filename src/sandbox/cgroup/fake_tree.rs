@@ -144,7 +144,7 @@ pub(crate) struct FakeTree {
 }
 
 impl FakeTree {
-    fn build(mountinfo: &str, cgroup: &str, memsw: bool) -> FakeTree {
+    pub fn build(mountinfo: &str, cgroup: &str, memsw: bool) -> FakeTree {
         let tmp = tempfile::tempdir().expect("temp dir");
         let proc_self = tmp.path().join("proc/self");
         fs::create_dir_all(&proc_self).unwrap();

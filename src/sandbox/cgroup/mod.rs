@@ -30,14 +30,35 @@
 //!   of the hierarchy, runs in `enforcecore/<run>`. This is the one case where runs
 //!   are outside the supervisor's own cgroup: it is a choice (there is nowhere else
 //!   the kernel lets us put controllers), shown by `enforcecore doctor`.
-//! - A hybrid host uses its v1 controllers (the v2 side usually has none);
-//!   [`Hierarchy::prefer`] switches to the v2 side explicitly.
+//! - A hybrid host uses its v1 controllers (the v2 side usually has none), unless
+//!   `memory` and `pids` are available on the v2 side and not on v1 (they were
+//!   bound to the unified hierarchy); [`Hierarchy::prefer`] chooses explicitly.
 //!
 //! # Killing the tree
 //!
 //! v2 writes `1` to `cgroup.kill`. v1 freezes the freezer cgroup (nothing can fork
 //! while frozen), SIGKILLs every pid in it, thaws it so the signals are delivered,
 //! and repeats until `cgroup.procs` is empty.
+//!
+//! # Use from the spawn path
+//!
+//! 1. [`Hierarchy::detect`] once per supervisor (cheap to clone and share).
+//! 2. Per run, in the parent: [`Hierarchy::create_run`] — or
+//!    [`Hierarchy::spawn_create`] to overlap it with the rest of the set-up, or
+//!    [`CgroupPool::create_run`] in the daemon to take a pre-created cgroup.
+//! 3. Between fork and exec, the child writes `b"0"` to every fd of
+//!    [`RunCgroup::join_fds`] (one `write(2)` each, nothing else); a failed write
+//!    is a failed run (exit 125), never an unlimited one.
+//! 4. While it runs: [`RunCgroup::pids`] attributes denials; on timeout or output
+//!    cap, [`RunCgroup::kill_all`].
+//! 5. After the tool's exit: [`RunCgroup::events`] (an `oom_kills` > 0 means
+//!    cause `oom`, `pids_max` > 0 explains a tool that died of failed forks) and
+//!    [`RunCgroup::stats`] (CPU time and peak memory of the whole tree), then
+//!    [`RunCgroup::remove`] (or [`CgroupPool::retire`], which removes it off the
+//!    critical path). Counters start at zero: every run's cgroup is fresh.
+//!
+//! Shared `enforcecore/` parents are removed when their last run goes; a
+//! delegated `runs/` stays for the service's lifetime.
 
 mod control;
 mod describe;
@@ -51,7 +72,7 @@ mod v2;
 #[cfg(test)]
 mod fake_tree;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use describe::{CgroupDescription, ControllerStatus};
 pub use error::CgroupError;
@@ -209,8 +230,12 @@ impl Hierarchy {
             Some(m) => Some(Backend::V2(v2::V2Hierarchy::new(m)?)),
             None => None,
         };
-        // A hybrid host's controllers live on the v1 side.
+        // A hybrid host's controllers usually live on the v1 side; when memory
+        // and pids were bound to the unified hierarchy instead, runs go there.
         let (layout, active, inactive) = match (v1, v2) {
+            (Some(Backend::V1(a)), Some(Backend::V2(b))) if b.has_moved_controllers(&a) => {
+                (Layout::Hybrid, Backend::V2(b), Some(Backend::V1(a)))
+            }
             (Some(a), Some(b)) => (Layout::Hybrid, a, Some(b)),
             (Some(a), None) => (Layout::V1, a, None),
             (None, Some(b)) => (Layout::V2, b, None),
@@ -284,12 +309,51 @@ impl Hierarchy {
         }
     }
 
+    /// Start [`Hierarchy::create_run`] on a helper thread, so that the `mkdir`s
+    /// overlap with the rest of a run's set-up (policy, Landlock and seccomp
+    /// preparation); [`PendingRun::wait`] collects the result before the fork.
+    pub fn spawn_create(&self, run_id: &str, limits: &CgroupLimits) -> PendingRun {
+        let (h, id, l) = (self.clone(), run_id.to_owned(), *limits);
+        let handle = std::thread::Builder::new()
+            .name("enforcecore-cgroup-create".into())
+            .spawn(move || h.create_run(&id, &l));
+        PendingRun { handle }
+    }
+
+    /// The directories runs are created in (one per v1 hierarchy).
+    pub fn runs_parents(&self) -> Vec<PathBuf> {
+        match &self.active {
+            Backend::V1(h) => h.mounts.iter().map(v1::V1Hierarchy::runs_parent).collect(),
+            Backend::V2(h) => vec![h.runs_parent.clone()],
+        }
+    }
+
     /// Create the directories (no limits yet) under the name `dir_name`.
     pub(crate) fn create_unlimited(&self, dir_name: &str) -> Result<RunCgroup, CgroupError> {
         match &self.active {
             Backend::V1(h) => h.create(dir_name),
             Backend::V2(h) => h.create(dir_name),
         }
+    }
+}
+
+/// A run cgroup being created on a helper thread ([`Hierarchy::spawn_create`]).
+#[derive(Debug)]
+pub struct PendingRun {
+    handle: std::io::Result<std::thread::JoinHandle<Result<RunCgroup, CgroupError>>>,
+}
+
+impl PendingRun {
+    /// Wait for the cgroup. If the thread could not start or died, the error says so.
+    pub fn wait(self) -> Result<RunCgroup, CgroupError> {
+        let handle = self
+            .handle
+            .map_err(|source| CgroupError::SpawnThread { source })?;
+        handle.join().unwrap_or_else(|_| {
+            Err(CgroupError::SpawnThread {
+                source: std::io::Error::other("the cgroup creation thread panicked"),
+            })
+        })
     }
 }
 
@@ -338,6 +402,41 @@ mod tests {
         ] {
             assert!(validate_run_id(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn hybrid_with_memory_and_pids_bound_to_v2_runs_there() {
+        let fake = fake_tree::FakeTree::build(
+            "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+             41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
+            "3:cpu,cpuacct:/\n0::/\n",
+            false,
+        );
+        fake.write("sys/unified/cgroup.controllers", "memory pids\n");
+        let h = Hierarchy::detect_at(&fake.proc_root(), &fake.sys_root()).unwrap();
+        assert_eq!(
+            (h.layout(), h.version()),
+            (Layout::Hybrid, CgroupVersion::V2)
+        );
+        let h = h.prefer(CgroupVersion::V1).unwrap();
+        assert_eq!(h.version(), CgroupVersion::V1);
+    }
+
+    #[test]
+    fn detection_errors_name_the_file_and_line() {
+        let fake = fake_tree::FakeTree::build("", "0::/\n", false);
+        fake.write("proc/self/cgroup", "0::/\ngarbage\n");
+        let err = Hierarchy::detect_at(&fake.proc_root(), &fake.sys_root()).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("proc/self/cgroup:2: expected `id:controllers:path`"),
+            "{err}"
+        );
+        let err = Hierarchy::detect_at(&fake.path("nowhere"), &fake.sys_root()).unwrap_err();
+        assert!(err.to_string().contains("is /proc mounted?"), "{err}");
+        fake.write("proc/self/cgroup", "0::/\n");
+        let err = Hierarchy::detect_at(&fake.proc_root(), &fake.sys_root()).unwrap_err();
+        assert!(matches!(err, CgroupError::NoHierarchy), "{err}");
     }
 
     #[test]

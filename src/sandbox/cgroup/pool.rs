@@ -8,10 +8,15 @@
 //! slower, never refused. Pooled cgroups are fresh (never reused): counters such as
 //! OOM kills and peak memory start at zero for every run.
 //!
+//! Pooled cgroups are named `pool-<supervisor pid>-<n>`; a new pool removes empty
+//! ones whose supervisor no longer exists. Supervisors sharing one cgroup tree
+//! must therefore share a pid namespace (true for one host's daemon and CLI).
+//!
 //! It must never hand out a cgroup that held a process, and must remove every
 //! cgroup it created when dropped.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -62,6 +67,7 @@ impl CgroupPool {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
         });
+        sweep_stale(&shared.hierarchy.runs_parents());
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("enforcecore-cgroup-pool".into())
@@ -84,12 +90,18 @@ impl CgroupPool {
         validate_run_id(run_id)?;
         self.shared.hierarchy.check_limits(limits)?;
         let taken = self.shared.lock().ready.pop_front();
-        self.shared.wake.notify_one();
         let run = match taken {
-            Some(run) => run,
-            None => self.shared.hierarchy.create_unlimited(run_id)?,
+            Some(run) => run.apply(limits),
+            None => self
+                .shared
+                .hierarchy
+                .create_unlimited(run_id)?
+                .apply(limits),
         };
-        run.apply(limits)
+        // Refill only now: the helper's mkdir would otherwise compete with this
+        // run's limit writes for the CPU and the kernel's cgroup locks.
+        self.shared.wake.notify_one();
+        run
     }
 
     /// Kill and remove a finished run on the helper thread.
@@ -118,6 +130,34 @@ impl CgroupPool {
     /// The hierarchy the pool creates runs in.
     pub fn hierarchy(&self) -> &Hierarchy {
         &self.shared.hierarchy
+    }
+}
+
+/// The directory-name prefix of pooled cgroups: `pool-<supervisor pid>-<n>`.
+const PREFIX: &str = "pool-";
+
+/// Remove empty pooled cgroups left by a supervisor that died without dropping
+/// its pool (its pid no longer exists). A pooled cgroup that a run was using still
+/// holds processes; `rmdir` refuses it (`EBUSY`) and it is left alone.
+fn sweep_stale(parents: &[PathBuf]) {
+    for parent in parents {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = super::control::remove_dir_once(&entry.path());
+            }
+        }
     }
 }
 
@@ -180,5 +220,88 @@ impl Drop for CgroupPool {
                 tracing::warn!(error = %e, "pooled run cgroup not removed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::fake_tree::FakeTree;
+    use super::super::{CgroupLimits, Hierarchy};
+    use super::CgroupPool;
+
+    #[test]
+    fn pooled_runs_get_their_limits_and_everything_is_removed_on_drop() {
+        let fake = FakeTree::hybrid();
+        let h = Hierarchy::detect_at(&fake.proc_root(), &fake.sys_root()).unwrap();
+        // A leftover of a supervisor that died (pid 0 never names a live process
+        // in /proc), and one of a live process (ours) that must be kept.
+        fake.mkdir_cgroup("sys/pids/enforcecore");
+        fake.mkdir_cgroup("sys/pids/enforcecore/pool-0-1");
+        let ours = format!("sys/pids/enforcecore/pool-{}-999", std::process::id());
+        fake.mkdir_cgroup(&ours);
+        let pool = CgroupPool::new(h, 2).unwrap();
+        assert!(
+            !fake.path("sys/pids/enforcecore/pool-0-1").exists(),
+            "stale swept"
+        );
+        assert!(
+            fake.path(&ours).exists(),
+            "a live supervisor's cgroup is kept"
+        );
+        assert_eq!(pool.wait_ready(2, Duration::from_secs(10)), 2);
+        let limits = CgroupLimits {
+            pids: Some(11),
+            ..Default::default()
+        };
+        let run = pool.create_run("run-a", &limits).unwrap();
+        let pids_dir = run
+            .paths()
+            .into_iter()
+            .find(|p| p.starts_with(fake.path("sys/pids")))
+            .unwrap();
+        let name = pids_dir.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            name.starts_with(&format!("pool-{}-", std::process::id())),
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(pids_dir.join("pids.max")).unwrap(),
+            "11"
+        );
+        assert_eq!(run.report().pids, Some(11));
+        // A limit the host cannot enforce fails closed, pool or not.
+        let fake2 = FakeTree::v1_comounted();
+        let h2 = Hierarchy::detect_at(&fake2.proc_root(), &fake2.sys_root()).unwrap();
+        let pool2 = CgroupPool::new(h2, 1).unwrap();
+        assert!(pool2.create_run("run-b", &limits).is_err());
+        drop(pool2);
+        pool.retire(run);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pids_dir.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!pids_dir.exists(), "retired run removed in the background");
+        std::fs::remove_dir_all(fake.path(&ours)).unwrap();
+        drop(pool);
+        let left: Vec<_> = std::fs::read_dir(fake.path("sys/pids/enforcecore"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "pool removed its cgroups: {left:?}");
+    }
+
+    #[test]
+    fn spawn_create_overlaps_and_reports_errors() {
+        let fake = FakeTree::hybrid();
+        let h = Hierarchy::detect_at(&fake.proc_root(), &fake.sys_root()).unwrap();
+        let pending = h.spawn_create("bg", &CgroupLimits::default());
+        let run = pending.wait().unwrap();
+        assert_eq!(run.paths().len(), 5);
+        let err = h
+            .spawn_create("bad/id", &CgroupLimits::default())
+            .wait()
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot name a cgroup"), "{err}");
     }
 }

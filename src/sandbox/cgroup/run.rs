@@ -7,6 +7,7 @@
 //! never leaks a cgroup. It must never touch a cgroup it did not create.
 
 use std::collections::BTreeSet;
+use std::io::ErrorKind;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -177,12 +178,23 @@ impl RunCgroup {
     fn teardown(&mut self) -> Result<(), CgroupError> {
         // Close our fds first: nothing of ours keeps the directories alive.
         self.fds.clear();
-        // An unreadable pid list counts as busy: try the kill anyway.
-        let busy = self.pids().map_or(true, |p| !p.is_empty());
-        let mut first_err = if busy { self.kill_all().err() } else { None };
-        for m in &self.members {
-            if let Err(e) = control::remove_dir(&m.dir) {
-                first_err.get_or_insert(e);
+        // Fast path: the tree is gone and each rmdir succeeds at once. A cgroup
+        // that still holds processes refuses (EBUSY): kill the tree, then remove
+        // what is left, retrying while the last processes exit.
+        let left: Vec<&Member> = self
+            .members
+            .iter()
+            .filter(|m| {
+                control::remove_dir_once(&m.dir).is_err_and(|e| e.kind() != ErrorKind::NotFound)
+            })
+            .collect();
+        let mut first_err = None;
+        if !left.is_empty() {
+            first_err = self.kill_all().err();
+            for m in left {
+                if let Err(e) = control::remove_dir(&m.dir) {
+                    first_err.get_or_insert(e);
+                }
             }
         }
         for parent in self.members.iter().filter_map(|m| m.shared_parent.as_ref()) {

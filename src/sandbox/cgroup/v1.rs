@@ -117,15 +117,17 @@ pub(crate) fn create_in(parent: &Path, name: &str) -> Result<PathBuf, CgroupErro
     let dir = parent.join(name);
     let mut attempts = 0;
     loop {
-        control::ensure_dir(parent)?;
         match control::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 return Err(CgroupError::RunExists { path: dir });
             }
-            // Another supervisor removed the (then empty) shared parent between
-            // our two mkdirs: make it again.
-            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            // No shared parent yet (or another supervisor just removed it when
+            // its last run ended): make it and try again.
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => {
+                attempts += 1;
+                control::ensure_dir(parent)?;
+            }
             Err(source) => return Err(CgroupError::CreateDir { path: dir, source }),
         }
     }
@@ -197,16 +199,18 @@ pub(crate) fn kill_all(members: &[Member]) -> Result<(), CgroupError> {
                 remaining: pids.len(),
             });
         }
-        if let Some(f) = freezer {
-            freeze(&f.dir)?;
-        }
-        // Re-read while frozen: nothing in the cgroup can fork now.
+        // Freeze, then re-read: nothing in the cgroup can fork now. A failed
+        // freeze still kills (unfrozen, as without a freezer).
+        let frozen = freezer.map(|f| freeze(&f.dir));
         let result = all_pids(members).and_then(|pids| signal_all(&pids));
         if let Some(f) = freezer {
-            // Thaw even when signalling failed: frozen tasks cannot die.
+            // Thaw whatever happened above: frozen tasks cannot die.
             control::write_value("freezer", &f.dir.join("freezer.state"), "THAWED")?;
         }
         result?;
+        if let Some(Err(e)) = frozen {
+            tracing::debug!(error = %e, "freezing the run failed; killed it unfrozen");
+        }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }

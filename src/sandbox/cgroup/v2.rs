@@ -98,6 +98,13 @@ impl V2Hierarchy {
         })
     }
 
+    /// On a hybrid host: `memory` and `pids` are offered here and not by v1.
+    pub fn has_moved_controllers(&self, v1h: &super::v1::V1Hierarchy) -> bool {
+        ["memory", "pids"]
+            .iter()
+            .all(|c| self.available.contains(*c) && v1h.find(c).is_none())
+    }
+
     /// Every requested limit's controller can be enabled for runs.
     pub fn check_limits(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
         if self.mode == Mode::Unusable {

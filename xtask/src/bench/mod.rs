@@ -4,6 +4,7 @@
 use anyhow::{Result, bail};
 
 mod audit;
+mod cgroup;
 mod daemon;
 mod policy;
 mod redact;
@@ -17,6 +18,7 @@ pub fn main(args: &[String]) -> Result<()> {
         Some("audit") => audit::main(&args[1..]),
         Some("daemon") => daemon::main(&args[1..]),
         Some("policy") => policy::main(&args[1..]),
-        _ => bail!("usage: cargo xtask bench <spawn|redact|audit|daemon|policy>"),
+        Some("cgroup") => cgroup::main(&args[1..]),
+        _ => bail!("usage: cargo xtask bench <spawn|redact|audit|daemon|policy|cgroup>"),
     }
 }
