@@ -177,8 +177,8 @@ pub fn prepare(sandbox: &Sandbox, vars: &PathVars) -> Result<Prepared, SandboxEr
 
     let mut fs_rules = 0;
     let mut skipped = Vec::new();
-    for rule in &sandbox.filesystem.rules {
-        let path = rule.path.expand(vars);
+    for rule in sandbox.filesystem.expand(vars)? {
+        let path = rule.path;
         let fd = match PathFd::new(&path) {
             Ok(fd) => fd,
             Err(e) => {
@@ -203,14 +203,16 @@ pub fn prepare(sandbox: &Sandbox, vars: &PathVars) -> Result<Prepared, SandboxEr
                 });
             }
         };
-        let is_dir = std::fs::metadata(&path)
-            .map(|m| m.is_dir())
+        // Landlock refuses directory-only rights on a file: keep the file rights.
+        let is_dir = rustix::fs::fstat(&fd)
+            .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
             .unwrap_or(false);
-        let mut access = BitFlags::<AccessFs>::from_bits_truncate(u64::from(rule.access.0));
-        if !is_dir {
-            access &= AccessFs::from_file(abi);
-        }
-        access &= handled_fs;
+        let granted = if is_dir {
+            rule.access
+        } else {
+            rule.access.intersect(FsAccess::FILE)
+        };
+        let access = BitFlags::<AccessFs>::from_bits_truncate(u64::from(granted.0)) & handled_fs;
         if access.is_empty() {
             continue;
         }

@@ -77,6 +77,9 @@ pub enum SandboxError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The policy's paths, expanded for this run, collide with its denies.
+    #[error(transparent)]
+    RunPaths(#[from] crate::policy::PolicyError),
     /// The landlock crate refused the ruleset (unsupported right, kernel error).
     #[error("building the landlock ruleset failed: {0}")]
     LandlockRuleset(String),

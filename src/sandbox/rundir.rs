@@ -1,8 +1,11 @@
 //! The per-run scratch directory: `${RUN_DIR}`, the tool's working directory.
 //!
 //! Where run directories live:
-//! - as root: `/var/lib/enforcecore/runs/<run-id>` (`/var/lib/enforcecore` 0755,
-//!   `runs/` 0711 so a tool can reach its own directory but cannot list others);
+//! - as root: `/var/lib/enforcecore-runs/<run-id>` (0711, so a tool can reach its own
+//!   directory but cannot list others). Deliberately *not* inside the supervisor's
+//!   state directory `/var/lib/enforcecore` (audit trail, keys), which policies
+//!   deny: tool-writable scratch never shares a tree with the trail. On disk rather
+//!   than tmpfs, so that a tool's files do not eat RAM and kept runs survive;
 //! - as any other user: `$TMPDIR/enforcecore-<uid>/runs/<run-id>` (0700 all the way).
 //!
 //! Each run directory is created fresh (never reused: `mkdir` fails if it exists),
@@ -18,7 +21,7 @@ use std::path::{Path, PathBuf};
 use super::SandboxError;
 
 /// Parent of run directories when running as root.
-pub const ROOT_RUNS: &str = "/var/lib/enforcecore/runs";
+pub const ROOT_RUNS: &str = "/var/lib/enforcecore-runs";
 
 /// The directory under which this process creates run directories.
 pub fn default_root(euid: u32) -> PathBuf {

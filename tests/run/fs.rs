@@ -100,7 +100,7 @@ fn credentials_stay_unreadable() {
         return;
     }
     let out = Knobs::default().write().run(&sh(
-        "cat /etc/shadow; cat /root/.bashrc; ls /var/lib/enforcecore",
+        "cat /etc/shadow; cat /root/.bashrc; ls /var/lib/enforcecore-runs",
     ));
     assert_ne!(util::code(&out), 0);
     let err = util::stderr(&out);
