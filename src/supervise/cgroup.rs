@@ -57,41 +57,59 @@ impl Cgroups {
 }
 
 /// A run cgroup whose directories are created on a thread before the run's
-/// limits are known; the limits are written by the run.
+/// limits are known; the same thread writes the limits once they are sent
+/// ([`Early::limit`]), while the caller builds the rest of the sandbox.
 #[derive(Debug)]
 pub struct Early {
     thread: Option<std::thread::JoinHandle<Result<RunCgroup, EarlyError>>>,
+    limits: Option<std::sync::mpsc::Sender<CgroupLimits>>,
 }
 
 #[derive(Debug)]
 enum EarlyError {
     Detect(String),
     Create(CgroupError),
+    /// The limits were never sent (the run did not start).
+    Unused(RunCgroup),
 }
 
 impl Early {
     /// Start creating the (limitless) cgroup of `run_id`.
     pub fn start(run_id: &str) -> std::io::Result<Early> {
         let id = run_id.to_string();
+        let (tx, rx) = std::sync::mpsc::channel::<CgroupLimits>();
         let thread = std::thread::Builder::new()
             .name("enforcecore-cgroup".into())
             .spawn(move || {
                 let h = hierarchy().map_err(EarlyError::Detect)?;
-                h.create_unlimited(&id).map_err(EarlyError::Create)
+                let run = h.create_unlimited(&id).map_err(EarlyError::Create)?;
+                let Ok(limits) = rx.recv() else {
+                    return Err(EarlyError::Unused(run));
+                };
+                h.check_limits(&limits).map_err(EarlyError::Create)?;
+                run.apply(&limits).map_err(EarlyError::Create)
             })?;
         Ok(Early {
             thread: Some(thread),
+            limits: Some(tx),
         })
     }
 
-    fn finish(mut self, limits: &CgroupLimits) -> Result<RunCgroup, EarlyError> {
+    /// Hand the run's limits to the cgroup thread (returns at once).
+    pub fn limit(&mut self, limits: CgroupLimits) {
+        if let Some(tx) = self.limits.take() {
+            // A closed channel means the thread already failed; finish() reports it.
+            let _ = tx.send(limits);
+        }
+    }
+
+    /// Wait for the cgroup, limits written (blocking).
+    fn finish(mut self) -> Result<RunCgroup, EarlyError> {
+        self.limits = None;
         let thread = self.thread.take().expect("joined once");
-        let run = thread
+        thread
             .join()
-            .map_err(|_| EarlyError::Detect("the cgroup thread panicked".into()))??;
-        let h = hierarchy().map_err(EarlyError::Detect)?;
-        h.check_limits(limits).map_err(EarlyError::Create)?;
-        run.apply(limits).map_err(EarlyError::Create)
+            .map_err(|_| EarlyError::Detect("the cgroup thread panicked".into()))?
     }
 }
 
@@ -99,10 +117,12 @@ impl Drop for Early {
     /// A run that never started (refused, bad policy): wait for the directories and
     /// remove them, so that nothing is left behind when the process exits.
     fn drop(&mut self) {
-        if let Some(t) = self.thread.take()
-            && let Ok(Ok(run)) = t.join()
-            && let Err(e) = run.remove()
-        {
+        self.limits = None;
+        let run = match self.thread.take().map(|t| t.join()) {
+            Some(Ok(Ok(run))) | Some(Ok(Err(EarlyError::Unused(run)))) => run,
+            _ => return,
+        };
+        if let Err(e) = run.remove() {
             tracing::warn!("removing an unused run cgroup: {e}");
         }
     }
@@ -117,9 +137,13 @@ pub fn create(
 ) -> Result<Option<RunCgroup>, SuperviseError> {
     let created = match source {
         Cgroups::Pool(p) => p.create_run(run_id, limits),
-        Cgroups::Early(e) => match e.finish(limits) {
+        Cgroups::Early(mut e) => match {
+            e.limit(*limits);
+            e.finish()
+        } {
             Ok(c) => Ok(c),
             Err(EarlyError::Create(e)) => Err(e),
+            Err(EarlyError::Unused(_)) => unreachable!("the limits were sent"),
             Err(EarlyError::Detect(e)) if required => {
                 return Err(SuperviseError::CgroupDetect(e));
             }

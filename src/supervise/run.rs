@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tokio::time::timeout;
 
-use super::cgroup::{self as cg, Final};
+use super::cgroup::{self as cg, Cgroups, Final};
 use super::outcome::{self, Enforced};
 use super::spawn::{self, Child, SetupFailure};
 use super::stdio::{self, OutputCap, ToolPipes};
@@ -31,11 +31,15 @@ pub async fn execute(
     let required = euid == 0 || limits != CgroupLimits::default();
     let pool = req.cgroups.pool();
 
-    // 1. The cgroup (blocking I/O) concurrently with the plan.
+    // 1. The cgroup (blocking I/O) concurrently with the plan: an early cgroup's
+    //    own thread writes the limits; otherwise a blocking task creates it.
+    let mut source = req.cgroups;
+    if let Cgroups::Early(e) = &mut source {
+        e.limit(limits);
+    }
     let cg_task = {
         let id = req.run_id.clone();
-        let source = req.cgroups;
-        tokio::task::spawn_blocking(move || cg::create(&id, &limits, required, source))
+        blocking(move || cg::create(&id, &limits, required, source))
     };
     let runs_root = req
         .runs_root
@@ -49,9 +53,7 @@ pub async fn execute(
         runs_root: &runs_root,
     });
     tracing::debug!(us = clock.us(), "plan built");
-    let cgroup = cg_task
-        .await
-        .map_err(|e| SuperviseError::Task(e.to_string()))?;
+    let cgroup = cg_task.wait().await?;
     let (mut plan, cgroup) = match (plan, cgroup) {
         (Ok(p), Ok(c)) => (p, c),
         (Err(e), c) => {
@@ -303,7 +305,7 @@ impl Running {
         let cgroup = self.cgroup.take().and_then(|c| Arc::try_unwrap(c).ok());
         let pool = self.pool.take();
         let run_dir = self.plan.run_dir;
-        let (fin, err) = tokio::task::spawn_blocking(move || {
+        let (fin, err) = blocking(move || {
             let r = match cgroup {
                 Some(c) => cg::finish(c, pool.as_deref()),
                 None => {
@@ -318,6 +320,7 @@ impl Running {
             }
             r
         })
+        .wait()
         .await
         .unwrap_or_default();
         if let Some(e) = err {
@@ -335,5 +338,34 @@ impl Running {
 
 /// Remove a cgroup created for a run that never started.
 async fn dispose(c: RunCgroup, pool: Option<Arc<CgroupPool>>) {
-    let _ = tokio::task::spawn_blocking(move || cg::finish(c, pool.as_deref())).await;
+    let _ = blocking(move || cg::finish(c, pool.as_deref()))
+        .wait()
+        .await;
+}
+
+/// Blocking I/O off the async threads: started at once on a blocking thread —
+/// except on a current-thread runtime (`enforcecore run`: one run, nothing else to
+/// serve), where a thread hop would only add latency and the work runs in place
+/// when awaited.
+enum Blocking<R> {
+    Inline(Box<dyn FnOnce() -> R + Send>),
+    Spawned(tokio::task::JoinHandle<R>),
+}
+
+fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Blocking<R> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread {
+        Blocking::Inline(Box::new(f))
+    } else {
+        Blocking::Spawned(tokio::task::spawn_blocking(f))
+    }
+}
+
+impl<R> Blocking<R> {
+    async fn wait(self) -> Result<R, SuperviseError> {
+        match self {
+            Blocking::Inline(f) => Ok(f()),
+            Blocking::Spawned(h) => h.await.map_err(|e| SuperviseError::Task(e.to_string())),
+        }
+    }
 }
