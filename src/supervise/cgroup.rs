@@ -103,6 +103,12 @@ impl Early {
         }
     }
 
+    /// Send the limits (if not sent yet) and wait for the cgroup (blocking).
+    fn limited(mut self, limits: CgroupLimits) -> Result<RunCgroup, EarlyError> {
+        self.limit(limits);
+        self.finish()
+    }
+
     /// Wait for the cgroup, limits written (blocking).
     fn finish(mut self) -> Result<RunCgroup, EarlyError> {
         self.limits = None;
@@ -137,10 +143,7 @@ pub fn create(
 ) -> Result<Option<RunCgroup>, SuperviseError> {
     let created = match source {
         Cgroups::Pool(p) => p.create_run(run_id, limits),
-        Cgroups::Early(mut e) => match {
-            e.limit(*limits);
-            e.finish()
-        } {
+        Cgroups::Early(e) => match e.limited(*limits) {
             Ok(c) => Ok(c),
             Err(EarlyError::Create(e)) => Err(e),
             Err(EarlyError::Unused(_)) => unreachable!("the limits were sent"),
