@@ -68,6 +68,8 @@ impl Plan {
     /// Prepare every layer. Nothing is applied to the calling process.
     pub fn build(req: &PlanRequest<'_>) -> Result<Plan, SandboxError> {
         let sandbox = req.sandbox;
+        let t = std::time::Instant::now();
+        let us = || t.elapsed().as_micros() as u64;
         // 1. identity.
         let euid = nix::unistd::geteuid().as_raw();
         let identity = identity::resolve(&sandbox.identity, euid)?;
@@ -89,8 +91,10 @@ impl Plan {
         let envp = env::to_c(&env_map)?;
         let exec_path = CString::new(exec.as_os_str().as_bytes())
             .map_err(|_| SandboxError::NulByte("the command path".into()))?;
+        tracing::debug!(us = us(), "plan: identity, environment, command");
         // 3. seccomp.
         let seccomp = seccomp::compile(sandbox)?;
+        tracing::debug!(us = us(), "plan: seccomp compiled");
         // 4. Landlock ABI (checked again, with the ruleset, in step 6).
         let have = super::probe::landlock_abi().map_err(SandboxError::LandlockUnavailable)?;
         let need = landlock::required_abi(sandbox);
@@ -114,8 +118,10 @@ impl Plan {
         )?;
         let cwd = CString::new(run_dir.path().as_os_str().as_bytes())
             .map_err(|_| SandboxError::NulByte("the run directory path".into()))?;
+        tracing::debug!(us = us(), "plan: run directory created");
         // 6. Landlock ruleset.
         let landlock = landlock::prepare(sandbox, &vars)?;
+        tracing::debug!(us = us(), "plan: landlock ruleset built");
         // 7. rlimits and the report.
         let (rlimits, rlimit_report) = rlimit::plan(&sandbox.limits);
         let report = EnforcementReport {

@@ -50,114 +50,12 @@
 use std::ffi::{CStr, c_char, c_int, c_long};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
+pub use step::Step;
+
+mod step;
+
 /// Exit status of a child that failed before `execve`.
 pub const CHILD_FAILED: i32 = 125;
-
-/// One step of the child sequence; reported to the parent with the errno.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Reset signal dispositions and mask.
-    Signals = 1,
-    /// `setsid`.
-    Session = 2,
-    /// `PR_SET_PDEATHSIG` / parent check.
-    ParentDeath = 3,
-    /// Write to `cgroup.procs`.
-    CgroupJoin = 4,
-    /// `prlimit64`.
-    Rlimits = 5,
-    /// `PR_CAPBSET_DROP`.
-    CapBounding = 6,
-    /// `PR_CAP_AMBIENT_CLEAR_ALL`.
-    CapAmbient = 7,
-    /// `setgroups(0)`.
-    Groups = 8,
-    /// `setresgid`.
-    Gid = 9,
-    /// `setresuid`.
-    Uid = 10,
-    /// `capset` to empty sets.
-    Caps = 11,
-    /// Parent-death signal again after the credential change.
-    ParentDeathRearm = 12,
-    /// `chdir` into the run directory.
-    Chdir = 13,
-    /// `umask`.
-    Umask = 14,
-    /// `PR_SET_NO_NEW_PRIVS`.
-    NoNewPrivs = 15,
-    /// `landlock_restrict_self`.
-    Landlock = 16,
-    /// `dup2` of the stdio pipes.
-    Stdio = 17,
-    /// `close_range(CLOSE_RANGE_CLOEXEC)`.
-    CloseRange = 18,
-    /// `seccomp(SECCOMP_SET_MODE_FILTER)`.
-    Seccomp = 19,
-    /// Sandbox complete; waiting for the parent's go.
-    Ready = 20,
-    /// `execve`.
-    Exec = 21,
-}
-
-impl Step {
-    /// Decode a step id read from the status pipe.
-    pub fn from_u32(v: u32) -> Option<Step> {
-        use Step::*;
-        const ALL: [Step; 21] = [
-            Signals,
-            Session,
-            ParentDeath,
-            CgroupJoin,
-            Rlimits,
-            CapBounding,
-            CapAmbient,
-            Groups,
-            Gid,
-            Uid,
-            Caps,
-            ParentDeathRearm,
-            Chdir,
-            Umask,
-            NoNewPrivs,
-            Landlock,
-            Stdio,
-            CloseRange,
-            Seccomp,
-            Ready,
-            Exec,
-        ];
-        ALL.into_iter().find(|s| *s as u32 == v)
-    }
-
-    /// What the step does, for error messages.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Step::Signals => "resetting signal dispositions",
-            Step::Session => "creating a new session (setsid)",
-            Step::ParentDeath => "setting the parent-death signal",
-            Step::CgroupJoin => "joining the run's cgroup",
-            Step::Rlimits => "setting resource limits (prlimit)",
-            Step::CapBounding => "dropping the capability bounding set",
-            Step::CapAmbient => "clearing ambient capabilities",
-            Step::Groups => "clearing supplementary groups (setgroups)",
-            Step::Gid => "switching group (setresgid)",
-            Step::Uid => "switching user (setresuid)",
-            Step::Caps => "emptying capability sets (capset)",
-            Step::ParentDeathRearm => "re-arming the parent-death signal",
-            Step::Chdir => "entering the run directory",
-            Step::Umask => "setting the umask",
-            Step::NoNewPrivs => "setting no_new_privs",
-            Step::Landlock => "applying the Landlock ruleset (landlock_restrict_self)",
-            Step::Stdio => "connecting stdio pipes",
-            Step::CloseRange => "closing inherited file descriptors (close_range)",
-            Step::Seccomp => "installing the seccomp filter",
-            Step::Ready => "waiting for the supervisor",
-            Step::Exec => "executing the command (execve)",
-        }
-    }
-}
 
 /// A resource limit to apply with `prlimit64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -555,20 +453,4 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
         )
     };
     Err(Failure(Step::Exec, errno()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn step_ids_round_trip() {
-        for v in 1..=21 {
-            let s = Step::from_u32(v).expect("every id in range decodes");
-            assert_eq!(s as u32, v);
-            assert!(!s.describe().is_empty());
-        }
-        assert_eq!(Step::from_u32(0), None);
-        assert_eq!(Step::from_u32(22), None);
-    }
 }
