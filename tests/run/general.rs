@@ -344,3 +344,24 @@ fn verbose_reports_what_was_enforced() {
         assert!(e.contains(needle), "missing `{needle}`:\n{e}");
     }
 }
+
+#[test]
+fn the_callers_personality_does_not_reach_the_tool() {
+    if !ready() {
+        return;
+    }
+    // `setarch -R` disables ASLR for its child; without enforcecore it sticks.
+    let bare = util::output(Command::new("setarch").args(["-R", "cat", "/proc/self/personality"]));
+    assert_eq!(util::stdout(&bare), "00040000\n");
+    let p = Knobs::default().write();
+    let mut c = Command::new("setarch");
+    c.arg("-R")
+        .arg(util::bin())
+        .args(["run", "--policy"])
+        .arg(&p.path)
+        .args(["--", "/bin/cat", "/proc/self/personality"])
+        .stdin(Stdio::null());
+    let out = util::output(&mut c);
+    util::assert_code(&out, 0);
+    assert_eq!(util::stdout(&out), "00000000\n");
+}

@@ -15,8 +15,10 @@
 //! 0. `Signals`: every signal disposition back to `SIG_DFL`, then the signal mask
 //!    (all blocked by the parent around `clone3`) emptied. Handlers of the parent
 //!    must never run here, and `SIG_IGN` (Rust ignores `SIGPIPE`) survives `execve`.
-//! 1. `Session`: `setsid()` — the tool gets its own session and process group and
-//!    loses the caller's controlling terminal.
+//! 1. `Personality`, `Session`: `personality(PER_LINUX)` drops execution-domain
+//!    flags a caller may have set (`setarch -R` would disable ASLR for the tool);
+//!    `setsid()` — the tool gets its own session and process group and loses the
+//!    caller's controlling terminal.
 //! 2. `ParentDeath`: `PR_SET_PDEATHSIG(SIGKILL)`, then `getppid()` must still be the
 //!    supervisor (it may have died between `clone3` and `prctl`).
 //! 3. `CgroupJoin`: write `"0"` to each v1 `tasks` fd of the run's cgroups — the
@@ -257,7 +259,12 @@ fn signals() -> Result<(), Failure> {
 fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
     // 0. Signals.
     signals()?;
-    // 1. Session.
+    // 1. Execution domain, then session.
+    // SAFETY: integer argument; PER_LINUX (0) clears every personality flag.
+    check(
+        unsafe { libc::syscall(libc::SYS_personality, 0 as c_long) },
+        Step::Personality,
+    )?;
     // SAFETY: setsid takes no arguments.
     check(unsafe { libc::syscall(libc::SYS_setsid) }, Step::Session)?;
     // 2. Parent death.

@@ -46,13 +46,15 @@ pub enum Step {
     Ready = 20,
     /// `execve`.
     Exec = 21,
+    /// `personality(PER_LINUX)`.
+    Personality = 22,
 }
 
 impl Step {
     /// Decode a step id read from the status pipe.
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 21] = [
+        const ALL: [Step; 22] = [
             Signals,
             Session,
             ParentDeath,
@@ -74,6 +76,7 @@ impl Step {
             Seccomp,
             Ready,
             Exec,
+            Personality,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -102,6 +105,7 @@ impl Step {
             Step::Seccomp => "installing the seccomp filter",
             Step::Ready => "waiting for the supervisor",
             Step::Exec => "executing the command (execve)",
+            Step::Personality => "resetting the execution domain (personality)",
         }
     }
 }
@@ -112,12 +116,12 @@ mod tests {
 
     #[test]
     fn step_ids_round_trip() {
-        for v in 1..=21 {
+        for v in 1..=22 {
             let s = Step::from_u32(v).expect("every id in range decodes");
             assert_eq!(s as u32, v);
             assert!(!s.describe().is_empty());
         }
         assert_eq!(Step::from_u32(0), None);
-        assert_eq!(Step::from_u32(22), None);
+        assert_eq!(Step::from_u32(23), None);
     }
 }
