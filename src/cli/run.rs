@@ -27,8 +27,12 @@ use crate::supervise::{self, Filters, Input, NoObserver, Output, RunRequest, Str
 /// Arguments of `enforcecore run`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit codes: the tool's own; 128+N killed by signal N; 124 timeout; \
-125 EnforceCore failed (the tool did not run); 126 refused by policy; 127 command not found."
+    after_help = "The tool runs in a fresh run directory (its cwd and ${RUN_DIR}): as \
+root /var/lib/enforcecore-runs/<run-id>, otherwise $TMPDIR/enforcecore-<uid>/runs/<run-id>; it \
+is removed after the run unless the policy sets run_dir.keep. As root the tool runs as the \
+policy's user; without root it runs as you, and a policy naming another user is refused.\n\n\
+Exit codes: the tool's own; 128+N killed by signal N; 124 timeout; 125 EnforceCore failed (the \
+tool did not run); 126 refused by policy; 127 command not found."
 )]
 pub struct RunArgs {
     /// The policy file.
