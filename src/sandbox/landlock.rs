@@ -253,3 +253,44 @@ pub fn prepare(sandbox: &Sandbox, vars: &PathVars) -> Result<Prepared, SandboxEr
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{SocketFamily, Sourced};
+    use crate::sandbox::fixtures::{rule, src, strict};
+
+    #[test]
+    fn the_required_abi_names_the_feature_that_needs_it() {
+        let mut s = strict();
+        s.scopes.signals = src(false);
+        s.scopes.abstract_unix = src(false);
+        assert_eq!(required_abi(&s).abi, 3, "write: includes truncate");
+        s.filesystem.rules = vec![rule("/usr", FsAccess::EXEC, false)];
+        assert_eq!(required_abi(&s).abi, 1);
+        s.network.families = [src(SocketFamily::Inet)].into_iter().collect();
+        let n = required_abi(&s);
+        assert_eq!((n.abi, n.feature.contains("inet")), (4, true));
+        s.scopes.signals = src(true);
+        let n = required_abi(&s);
+        assert_eq!((n.abi, n.feature.as_str()), (6, "scopes.signals"));
+        s.requires.landlock_abi = Some(Sourced {
+            value: 7,
+            origin: src(()).origin,
+        });
+        assert_eq!(required_abi(&s).feature, "requires.landlock_abi");
+    }
+
+    #[test]
+    fn it_agrees_with_the_policy_model() {
+        let mut s = strict();
+        for families in [vec![], vec![SocketFamily::Inet6], vec![SocketFamily::Unix]] {
+            for signals in [false, true] {
+                s.network.families = families.iter().copied().map(src).collect();
+                s.scopes.signals = src(signals);
+                s.scopes.abstract_unix = src(false);
+                assert_eq!(required_abi(&s).abi, s.min_landlock_abi());
+            }
+        }
+    }
+}

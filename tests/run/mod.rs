@@ -17,6 +17,7 @@ mod host;
 mod limits;
 mod net;
 mod observer;
+mod strict;
 mod syscalls;
 
 /// Probe: Landlock ABI >= `n` on this kernel.
