@@ -75,10 +75,10 @@ pub async fn execute(
 
     // 2. Pipes and the child.
     let mut run = Running {
-        plan,
+        child: None,
         cgroup,
         pool,
-        child: None,
+        plan,
     };
     let pipes = match ToolPipes::new() {
         Ok(p) => p,
@@ -263,11 +263,15 @@ fn setup_error(f: SetupFailure, plan: &Plan) -> SuperviseError {
 
 /// A run's resources between spawn and the end; every exit path goes through
 /// [`Running::fail`] or [`Running::finish`], which release them.
+///
+/// If the run's future is dropped instead (a daemon task cancelled), the fields
+/// drop in declaration order, which is the safe order: the child is killed and
+/// reaped, then the cgroup's tree killed and removed, then the run directory.
 struct Running {
-    plan: Plan,
+    child: Option<Child>,
     cgroup: Option<Arc<RunCgroup>>,
     pool: Option<Arc<CgroupPool>>,
-    child: Option<Child>,
+    plan: Plan,
 }
 
 impl Running {

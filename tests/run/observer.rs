@@ -180,3 +180,37 @@ fn concurrent_runs_on_one_runtime_stay_apart() {
     }
     assert_eq!(dirs.len(), 8);
 }
+
+#[test]
+fn a_cancelled_run_leaves_nothing_behind() {
+    if !ready() {
+        return;
+    }
+    let (_p, policy) = policy();
+    let marker = format!("7{}.{}", std::process::id(), line!());
+    let script = format!("(setsid sleep {marker} &); sleep {marker}");
+    let rec = Recorder::default();
+    let req = request(&policy, &["/bin/sh", "-c", &script]);
+    let run_id = req.run_id.clone();
+    let rt = runtime();
+    rt.block_on(async {
+        // The daemon drops a run's future when its client goes away.
+        let r = tokio::time::timeout(Duration::from_secs(2), supervise::execute(req, &rec)).await;
+        assert!(r.is_err(), "the run should still have been going");
+    });
+    assert!(
+        super::processes_with(&marker).is_empty(),
+        "processes survived"
+    );
+    let dir = enforcecore::sandbox::rundir::default_root(0).join(&run_id);
+    assert!(!super::exists(&dir), "run directory left behind");
+    let cgroups = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in cgroups.lines().filter(|l| l.contains(" - cgroup ")) {
+        let mount = line.split_whitespace().nth(4).unwrap();
+        let found = std::process::Command::new("find")
+            .args([mount, "-maxdepth", "5", "-name", &run_id])
+            .output()
+            .unwrap();
+        assert!(found.stdout.is_empty(), "cgroup left behind under {mount}");
+    }
+}
