@@ -184,6 +184,7 @@ pub async fn execute(
     //    Usually the output ends with the main process; only when descendants
     //    still hold it is the tree killed first (finish() kills it in any case).
     let [out, err] = pumps.outputs;
+    let aborts = [out.abort_handle(), err.abort_handle()];
     let outputs = async {
         let _ = out.await;
         let _ = err.await;
@@ -194,7 +195,9 @@ pub async fn execute(
             tracing::warn!("killing the tool's process tree failed: {e}");
         }
         if timeout(DRAIN_GRACE, &mut outputs).await.is_err() {
-            tracing::warn!("the tool's output did not end after the tree was killed; dropped");
+            // A sink that stopped reading, or a pipe held outside the tree.
+            tracing::warn!("the tool's output did not drain after the tree was killed; dropped");
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
     }
     pumps.stdin.abort();

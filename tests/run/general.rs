@@ -365,3 +365,26 @@ fn the_callers_personality_does_not_reach_the_tool() {
     util::assert_code(&out, 0);
     assert_eq!(util::stdout(&out), "00000000\n");
 }
+
+#[test]
+fn a_caller_that_stops_reading_cannot_hang_the_run() {
+    if !ready() {
+        return;
+    }
+    let p = Knobs {
+        limits: vec![("wall_time", "1s".into())],
+        ..Knobs::default()
+    }
+    .write();
+    // stdout is a pipe nobody reads: the tool blocks, the deadline fires, the
+    // supervisor gives up on the stuck sink and exits.
+    let mut child = p
+        .cmd(&[], &["/usr/bin/yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(124));
+    drop(child.stdout.take());
+}
