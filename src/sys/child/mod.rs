@@ -27,25 +27,25 @@
 //! 4. `Rlimits`: `prlimit64` for each precomputed limit (nofile, fsize, core = 0, nproc).
 //! 5. `CapBounding`: `PR_CAPBSET_DROP` for every capability up to `cap_last_cap`.
 //!    Needs `CAP_SETPCAP`, hence before the uid switch.
-//! 6. `CapAmbient`: `PR_CAP_AMBIENT_CLEAR_ALL`.
-//! 7. `Groups`, `Gid`, `Uid`: `setgroups(0, NULL)` first (it needs `CAP_SETGID`), then
+//! 6. `Groups`, `Gid`, `Uid`: `setgroups(0, NULL)` first (it needs `CAP_SETGID`), then
 //!    `setresgid`, then `setresuid` — raw syscalls, which act on this one thread.
-//! 8. `Caps`: `capset` with empty effective, permitted and inheritable sets
-//!    (`setresuid` clears effective/permitted; inheritable survives it).
-//! 9. `ParentDeathRearm`: a credential change clears the parent-death signal
+//! 7. `Caps`, `CapAmbient`: `capset` with empty effective, permitted and inheritable
+//!    sets (`setresuid` clears effective/permitted; inheritable survives it), then
+//!    `PR_CAP_AMBIENT_CLEAR_ALL`.
+//! 8. `ParentDeathRearm`: a credential change clears the parent-death signal
 //!    (prctl(2)), so it is set again and the parent checked again.
-//! 10. `Chdir`, `Umask`: into the run directory, as the tool user; umask 077.
-//! 11. `NoNewPrivs`: `PR_SET_NO_NEW_PRIVS` (also what Landlock and seccomp require).
-//! 12. `Landlock`: `landlock_restrict_self(ruleset_fd, flags)` with the ruleset the
+//! 9. `Chdir`, `Umask`: into the run directory, as the tool user; umask 077.
+//! 10. `NoNewPrivs`: `PR_SET_NO_NEW_PRIVS` (also what Landlock and seccomp require).
+//! 11. `Landlock`: `landlock_restrict_self(ruleset_fd, flags)` with the ruleset the
 //!     parent created and filled (`LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON` on ABI >= 7).
-//! 13. `Stdio`, `CloseRange`: the supervisor's pipes onto 0, 1, 2, then
+//! 12. `Stdio`, `CloseRange`: the supervisor's pipes onto 0, 1, 2, then
 //!     `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`: every other fd closes at `execve`,
 //!     so the status pipe still works until then.
-//! 14. `Seccomp`: each BPF program via `seccomp(SECCOMP_SET_MODE_FILTER, flags)`.
+//! 13. `Seccomp`: each BPF program via `seccomp(SECCOMP_SET_MODE_FILTER, flags)`.
 //!     Last, because from here on only `write`, `read` and `execve` are needed.
-//! 15. `Ready`: tell the parent everything is in place and wait (`read`) for its go
+//! 14. `Ready`: tell the parent everything is in place and wait (`read`) for its go
 //!     byte: the parent makes the run-started record durable first. EOF = abort.
-//! 16. `Exec`: `execve(path, argv, envp)`. On success the status pipe closes (CLOEXEC)
+//! 15. `Exec`: `execve(path, argv, envp)`. On success the status pipe closes (CLOEXEC)
 //!     and the parent reads EOF.
 #![allow(unsafe_code)]
 
@@ -313,22 +313,7 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
             prctl(Step::CapBounding, libc::PR_CAPBSET_DROP, cap as c_long)?;
         }
     }
-    // 6. Ambient set.
-    // SAFETY: integer-only prctl.
-    check(
-        unsafe {
-            libc::syscall(
-                libc::SYS_prctl,
-                libc::PR_CAP_AMBIENT as c_long,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL as c_long,
-                0,
-                0,
-                0,
-            )
-        },
-        Step::CapAmbient,
-    )?;
-    // 7. Identity: groups first (needs CAP_SETGID), then gid, then uid.
+    // 6. Identity: groups first (needs CAP_SETGID), then gid, then uid.
     if let Some((uid, gid)) = p.identity {
         // SAFETY: size 0 with a NULL list clears the supplementary groups.
         check(
@@ -346,7 +331,7 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
             Step::Uid,
         )?;
     }
-    // 8. Effective, permitted, inheritable: empty.
+    // 7. Effective, permitted, inheritable: empty; then ambient.
     let header = CapHeader {
         version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
         pid: 0,
@@ -361,9 +346,24 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
         unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) },
         Step::Caps,
     )?;
-    // 9. The credential change cleared PDEATHSIG.
+    // (setresuid from root cleared the ambient set already; this covers non-root.)
+    // SAFETY: integer-only prctl.
+    check(
+        unsafe {
+            libc::syscall(
+                libc::SYS_prctl,
+                libc::PR_CAP_AMBIENT as c_long,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as c_long,
+                0,
+                0,
+                0,
+            )
+        },
+        Step::CapAmbient,
+    )?;
+    // 8. The credential change cleared PDEATHSIG.
     parent_death(p, Step::ParentDeathRearm)?;
-    // 10. cwd and umask.
+    // 9. cwd and umask.
     // SAFETY: cwd is a NUL-terminated string owned by the parent's (copied) memory.
     check(
         unsafe { libc::syscall(libc::SYS_chdir, p.cwd.as_ptr()) },
@@ -374,9 +374,9 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
         unsafe { libc::syscall(libc::SYS_umask, 0o077 as c_long) },
         Step::Umask,
     )?;
-    // 11. no_new_privs.
+    // 10. no_new_privs.
     prctl(Step::NoNewPrivs, libc::PR_SET_NO_NEW_PRIVS, 1)?;
-    // 12. Landlock.
+    // 11. Landlock.
     let (ruleset, flags) = p.landlock;
     // SAFETY: ruleset is an open Landlock ruleset fd owned by the parent.
     check(
@@ -389,7 +389,7 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
         },
         Step::Landlock,
     )?;
-    // 13. Stdio onto 0, 1, 2 (sources are >= 3, so dup2 never aliases), then
+    // 12. Stdio onto 0, 1, 2 (sources are >= 3, so dup2 never aliases), then
     //     everything else close-on-exec.
     for (target, fd) in p.stdio.iter().enumerate() {
         // SAFETY: fd is open (owned by the parent); target is 0..=2.
@@ -410,7 +410,7 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
         },
         Step::CloseRange,
     )?;
-    // 14. seccomp, last.
+    // 13. seccomp, last.
     for f in p.seccomp {
         let prog = libc::sock_fprog {
             len: f.program.len() as u16,
@@ -429,7 +429,7 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
             Step::Seccomp,
         )?;
     }
-    // 15. Ready; wait for go (EOF = the supervisor aborted the run).
+    // 14. Ready; wait for go (EOF = the supervisor aborted the run).
     report(p.status, Step::Ready, 0);
     let mut go = [0u8; 1];
     loop {
@@ -448,7 +448,7 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
             _ => return Err(Failure(Step::Ready, 0)),
         }
     }
-    // 16. exec.
+    // 15. exec.
     // SAFETY: path, argv and envp are NUL-terminated / NULL-terminated arrays of
     // pointers into parent-owned CStrings, all live in this copy of the memory.
     unsafe {
