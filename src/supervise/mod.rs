@@ -22,6 +22,23 @@
 //! Admission (tool and argument rules, exit 126) is the separate, earlier step
 //! [`admit::admit`]. This module must never run a tool without every layer in
 //! place, and never leave a process, cgroup or run directory behind.
+//!
+//! # Using it (the daemon, the audit trail)
+//!
+//! 1. `admit(&policy, tool, &argv)` → the effective `&Sandbox`, or a [`Refusal`]
+//!    (exit 126; its `denial` is the audit record).
+//! 2. Build a [`RunRequest`]: a fresh [`new_run_id`], the caller, the caller's
+//!    environment, the client's stdio as owned fds ([`Input`]/[`Output`] — never
+//!    put into non-blocking mode), per-stream [`Filters`] (redaction), a
+//!    [`Cgroups::Pool`] shared by all runs, and a `shutdown` future (SIGTERM).
+//! 3. `execute(req, &observer).await` on a runtime *worker* thread (never inside
+//!    `spawn_blocking`: the tool's parent-death signal is tied to the spawning
+//!    thread). The future is `Send` and may be dropped at any time: the tree is
+//!    killed and everything removed.
+//! 4. The [`Observer`] is the audit hook: `started` must make run-started durable
+//!    before returning; `denial` and `exited` follow. The exit code is
+//!    [`SuperviseError::exit_code`] on error, else `exit::from_wait` of the
+//!    [`ExitReport`] (124 when its cause is `timeout`).
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -97,7 +114,7 @@ pub struct RunRequest<'a> {
     pub tool: Option<String>,
     /// The command and its arguments.
     pub argv: Vec<OsString>,
-    /// The effective sandbox (from [`admit`]).
+    /// The effective sandbox (from [`admit()`]).
     pub sandbox: &'a Sandbox,
     /// Who asked.
     pub caller: Caller,
