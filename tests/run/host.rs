@@ -7,7 +7,14 @@ use super::*;
 use crate::util::{self, Dir};
 
 /// `enforcecore run` started as uid/gid 65534 (via `setpriv`).
+/// Its run directories go under the policy's directory (`tmp/`, owned by 65534),
+/// so that nothing is left in the host's /tmp.
 fn run_as_nobody(policy: &Path, argv: &[&str]) -> Output {
+    let tmp = policy.parent().expect("policy dir").join("tmp");
+    if !tmp.exists() {
+        std::fs::create_dir(&tmp).unwrap();
+        std::os::unix::fs::chown(&tmp, Some(65534), Some(65534)).unwrap();
+    }
     let mut c = Command::new("setpriv");
     c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(util::bin())
@@ -15,7 +22,7 @@ fn run_as_nobody(policy: &Path, argv: &[&str]) -> Output {
         .arg(policy)
         .arg("--")
         .args(argv)
-        .env("TMPDIR", "/tmp")
+        .env("TMPDIR", &tmp)
         .stdin(Stdio::null());
     util::output(&mut c)
 }
