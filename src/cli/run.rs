@@ -78,7 +78,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(exit::SUPERVISOR_FAILED);
     }
-    tracing::debug!(us = t0.elapsed().as_micros() as u64, "policy loaded");
+    tracing::debug!(us = t0.elapsed().as_micros() as u64, "cli: policy loaded");
     let sandbox = match supervise::admit(&policy, args.tool.as_deref(), &args.command) {
         Ok(s) => s,
         Err(refusal) => {
@@ -91,7 +91,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         .enable_time()
         .build()
         .context("starting the async runtime")?;
-    tracing::debug!(us = t0.elapsed().as_micros() as u64, "runtime started");
+    tracing::debug!(us = t0.elapsed().as_micros() as u64, "cli: runtime started");
     let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned();
     let streams = Streams {
         stdin: Input::Fd(dup(std::io::stdin().as_fd()).context("duplicating stdin")?),

@@ -91,7 +91,7 @@ impl Plan {
         let envp = env::to_c(&env_map)?;
         let exec_path = CString::new(exec.as_os_str().as_bytes())
             .map_err(|_| SandboxError::NulByte("the command path".into()))?;
-        tracing::debug!(us = us(), "plan: identity, environment, command");
+        tracing::debug!(us = us(), "plan: identity, environment, command resolved");
         // 3. seccomp.
         let seccomp = seccomp::compile(sandbox)?;
         tracing::debug!(us = us(), "plan: seccomp compiled");

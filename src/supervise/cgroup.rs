@@ -240,7 +240,7 @@ pub fn finish(cg: RunCgroup, pool: Option<&CgroupPool>) -> (Final, Option<Cgroup
     let t = std::time::Instant::now();
     let us = || t.elapsed().as_micros() as u64;
     let mut err = cg.kill_all().err();
-    tracing::debug!(us = us(), "cgroup: tree killed");
+    tracing::debug!(us = us(), "cleanup: cgroup tree killed");
     let mut fin = Final::default();
     match cg.events() {
         Ok(e) => {
@@ -253,7 +253,7 @@ pub fn finish(cg: RunCgroup, pool: Option<&CgroupPool>) -> (Final, Option<Cgroup
             err.get_or_insert(e);
         }
     }
-    tracing::debug!(us = us(), "cgroup: events read");
+    tracing::debug!(us = us(), "cleanup: cgroup events read");
     match cg.stats() {
         Ok(s) => {
             fin.cpu_ms = s
@@ -265,7 +265,7 @@ pub fn finish(cg: RunCgroup, pool: Option<&CgroupPool>) -> (Final, Option<Cgroup
             err.get_or_insert(e);
         }
     }
-    tracing::debug!(us = us(), "cgroup: stats read");
+    tracing::debug!(us = us(), "cleanup: cgroup stats read");
     match pool {
         Some(p) => p.retire(cg),
         None => {
@@ -274,6 +274,6 @@ pub fn finish(cg: RunCgroup, pool: Option<&CgroupPool>) -> (Final, Option<Cgroup
             }
         }
     }
-    tracing::debug!(us = us(), "cgroup: removed");
+    tracing::debug!(us = us(), "cleanup: cgroup removed");
     (fin, err)
 }

@@ -52,7 +52,7 @@ pub async fn execute(
         caller_env: &req.caller_env,
         runs_root: &runs_root,
     });
-    tracing::debug!(us = clock.us(), "plan built");
+    tracing::debug!(us = clock.us(), "run: plan built");
     let cgroup = cg_task.wait().await?;
     let (mut plan, cgroup) = match (plan, cgroup) {
         (Ok(p), Ok(c)) => (p, c),
@@ -67,7 +67,7 @@ pub async fn execute(
             return Err(e);
         }
     };
-    tracing::debug!(us = clock.us(), "cgroup created");
+    tracing::debug!(us = clock.us(), "run: cgroup ready");
     plan.report.cgroup = cgroup
         .as_ref()
         .map_or_else(cg::none_report, RunCgroup::report);
@@ -94,7 +94,7 @@ pub async fn execute(
     };
     drop(join);
     let pid = child.pid;
-    tracing::debug!(us = clock.us(), pid, "child spawned");
+    tracing::debug!(us = clock.us(), pid, "run: child spawned");
     let child = run.child.insert(child);
     let pipes = pipes.into_parent();
 
@@ -110,7 +110,7 @@ pub async fn execute(
         }
         Ok(Ok(())) => {}
     }
-    tracing::debug!(us = clock.us(), "sandbox applied");
+    tracing::debug!(us = clock.us(), "run: sandbox applied in the child");
     if let Err(e) = observer.started(&run.plan.report).await {
         child.abort().await;
         return Err(run.fail(SuperviseError::Observer(e)).await);
@@ -134,7 +134,7 @@ pub async fn execute(
         }
         return Err(run.fail(e).await);
     }
-    tracing::debug!(us = clock.us(), "exec'd");
+    tracing::debug!(us = clock.us(), "run: tool exec'd");
     let cap = Arc::new(OutputCap::new(
         sandbox.limits.output_bytes.as_ref().map(|b| b.value),
     ));
@@ -174,7 +174,7 @@ pub async fn execute(
         Event::Shutdown => (run.kill_tree(pid).await, Some(Enforced::Shutdown)),
     };
     let duration_ms = clock.ms();
-    tracing::debug!(us = clock.us(), "main process exited");
+    tracing::debug!(us = clock.us(), "run: main process exited");
     let status = match status {
         Ok(s) => s,
         Err(e) => return Err(run.fail(SuperviseError::Wait(e)).await),
@@ -205,7 +205,7 @@ pub async fn execute(
     let fin = run.finish().await;
     tracing::debug!(
         us = clock.us(),
-        "tree killed, cgroup and run directory removed"
+        "run: tree killed, cgroup and run directory removed"
     );
     let denials = outcome::denials(pid, enforced, fin.events, &sandbox.limits, cap.total());
     let action = sandbox.syscalls.action.value;

@@ -215,7 +215,9 @@ fn profile(bin: &Path, policy: &Path, n: usize) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!(
-        "\nphase profile (`ENFORCECORE_LOG=debug`, {n} runs, 20 ms apart; ms since the phase's clock started)"
+        "\nphase profile (`ENFORCECORE_LOG=debug`, {n} runs, 20 ms apart), ms since the start of: \
+         `cli:` `run` (before the policy load), `run:` supervise::execute, `plan:` the plan, \
+         `cleanup:` the cgroup cleanup"
     );
     for msg in order {
         let mut v = phases.remove(&msg).unwrap_or_default();
