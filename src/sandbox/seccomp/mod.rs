@@ -11,7 +11,9 @@
 //!    `exit_group`); everything else gets the policy's action. Installed last, since
 //!    an allow-list would refuse the `seccomp(2)` calls that install the others.
 //!
-//! The action is the policy's (`errno`, default EPERM, or kill-process). `main` and
+//! seccompiler's programs go through [`optimize`] (jump threading, dead code
+//! removed: half the instructions, same verdicts). The action is the policy's
+//! (`errno`, default EPERM, or kill-process). `main` and
 //! `args` carry `SECCOMP_FILTER_FLAG_LOG`, so every denial produces a kernel audit
 //! record (type 1326) while kernel audit is on; the guard does not, because libc
 //! retries `clone3` on every thread start. The report carries the SHA-256 over all
@@ -29,6 +31,7 @@ use crate::report::SeccompReport;
 
 pub mod args;
 pub mod guard;
+pub mod optimize;
 #[cfg(test)]
 mod tests;
 
@@ -114,16 +117,23 @@ fn build(
     rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>>,
     mismatch: Action,
     matched: Action,
+    shrink: bool,
 ) -> Result<Vec<libc::sock_filter>, SandboxError> {
     let filter =
         SeccompFilter::new(rules, mismatch, matched, TargetArch::x86_64).map_err(compile_err)?;
-    BpfProgram::try_from(filter)
+    let p = BpfProgram::try_from(filter)
         .map(convert)
-        .map_err(compile_err)
+        .map_err(compile_err)?;
+    Ok(if shrink { optimize::optimize(&p) } else { p })
 }
 
 /// Compile the sandbox's seccomp layer.
 pub fn compile(sandbox: &Sandbox) -> Result<Compiled, SandboxError> {
+    compile_with(sandbox, true)
+}
+
+/// [`compile`], optionally without the [`optimize`] pass (for equivalence tests).
+pub(crate) fn compile_with(sandbox: &Sandbox, shrink: bool) -> Result<Compiled, SandboxError> {
     let sc = &sandbox.syscalls;
     let (act, action_name) = action(sc.action.value)?;
     let listed = listed(sandbox)?;
@@ -161,7 +171,7 @@ pub fn compile(sandbox: &Sandbox) -> Result<Compiled, SandboxError> {
             }
             main.push(CompiledFilter {
                 name: "main",
-                program: build(rules, Action::Allow, act.clone())?,
+                program: build(rules, Action::Allow, act.clone(), shrink)?,
                 flags: FLAG_LOG,
             });
             clone3_enosys = ns_denied;
@@ -185,13 +195,13 @@ pub fn compile(sandbox: &Sandbox) -> Result<Compiled, SandboxError> {
             let rules = allowed.iter().map(|nr| (*nr, Vec::new())).collect();
             main.push(CompiledFilter {
                 name: "main",
-                program: build(rules, act.clone(), Action::Allow)?,
+                program: build(rules, act.clone(), Action::Allow, shrink)?,
                 flags: FLAG_LOG,
             });
             if !arg_rules.is_empty() {
                 filters.push(CompiledFilter {
                     name: "args",
-                    program: build(arg_rules, Action::Allow, act.clone())?,
+                    program: build(arg_rules, Action::Allow, act.clone(), shrink)?,
                     flags: FLAG_LOG,
                 });
             }

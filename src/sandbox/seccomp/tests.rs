@@ -298,3 +298,153 @@ fn the_hash_changes_with_the_policy() {
     assert_ne!(a, b);
     assert_eq!(a, compile(&strict()).unwrap().report.filter_sha256);
 }
+
+/// Argument patterns the filters distinguish (socket domain/type/protocol, clone flags).
+fn arg_patterns() -> Vec<[u64; 6]> {
+    let mut v = vec![[0; 6]];
+    for d in [
+        libc::AF_UNIX,
+        libc::AF_INET,
+        libc::AF_INET6,
+        libc::AF_NETLINK,
+        libc::AF_PACKET,
+        99,
+    ] {
+        for t in [1, 2, 3, 4, 5, 6, 10, 1 | libc::SOCK_CLOEXEC] {
+            for pr in [
+                0,
+                libc::IPPROTO_TCP,
+                libc::IPPROTO_UDP,
+                libc::IPPROTO_ICMP,
+                132,
+                262,
+            ] {
+                v.push(sock(d, t, pr));
+            }
+        }
+    }
+    for f in args::CLONE_NS_FLAGS {
+        v.push([f | libc::SIGCHLD as u64, 0, 0, 0, 0, 0]);
+    }
+    v
+}
+
+fn arb_sandbox() -> impl Strategy<Value = crate::policy::Sandbox> {
+    let groups = prop::sample::subsequence(SyscallGroup::ALL.to_vec(), 0..=SyscallGroup::ALL.len());
+    let names = prop::sample::subsequence(
+        vec![
+            "openat",
+            "mmap",
+            "clone",
+            "clone3",
+            "socket",
+            "socketpair",
+            "getpid",
+            "kill",
+            "uname",
+        ],
+        0..=9,
+    );
+    let families = prop::sample::subsequence(
+        vec![
+            SocketFamily::Unix,
+            SocketFamily::Inet,
+            SocketFamily::Inet6,
+            SocketFamily::Netlink,
+            SocketFamily::Packet,
+        ],
+        0..=5,
+    );
+    (
+        groups,
+        names,
+        families,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(groups, names, families, allow, kill, udp, raw)| {
+            let mut s = strict();
+            s.syscalls.groups = groups.into_iter().map(src).collect();
+            s.syscalls.names = names.into_iter().map(|n| src(n.to_string())).collect();
+            if allow {
+                s.syscalls.mode = src(SyscallMode::Allow);
+            }
+            if kill {
+                s.syscalls.action = src(SeccompAction::Kill);
+            }
+            s.network.families = families.into_iter().map(src).collect();
+            s.network.udp = Some(src(udp));
+            s.network.raw = Some(src(raw));
+            s
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The optimizer never changes a verdict: every syscall number, both
+    /// architectures, x32, every distinguished argument pattern.
+    #[test]
+    fn optimized_filters_give_the_same_verdicts(s in arb_sandbox()) {
+        let plain = compile_with(&s, false).unwrap();
+        let small = compile_with(&s, true).unwrap();
+        let sizes = |c: &Compiled| c.filters.iter().map(|f| f.program.len()).sum::<usize>();
+        prop_assert!(sizes(&small) <= sizes(&plain));
+        let patterns = arg_patterns();
+        for nr in 0..480u32 {
+            let args: &[[u64; 6]] = if [41, 53, 56].contains(&nr) { &patterns } else { &patterns[..1] };
+            for a in args {
+                for arch in [AUDIT_ARCH_X86_64, 3 | 0x4000_0000] {
+                    prop_assert_eq!(
+                        verdict_arch(&plain, nr, arch, *a),
+                        verdict_arch(&small, nr, arch, *a),
+                        "syscall {} arch {:#x} args {:?}", nr, arch, a
+                    );
+                }
+            }
+            prop_assert_eq!(
+                verdict_arch(&plain, nr | X32_SYSCALL_BIT, AUDIT_ARCH_X86_64, [0; 6]),
+                verdict_arch(&small, nr | X32_SYSCALL_BIT, AUDIT_ARCH_X86_64, [0; 6])
+            );
+        }
+    }
+}
+
+#[test]
+fn the_optimizer_halves_strict_and_leaves_odd_programs_alone() {
+    let plain = compile_with(&strict(), false).unwrap();
+    let small = compile_with(&strict(), true).unwrap();
+    let main = |c: &Compiled| {
+        c.filters
+            .iter()
+            .find(|f| f.name == "main")
+            .unwrap()
+            .program
+            .len()
+    };
+    assert!(
+        main(&small) * 2 < main(&plain),
+        "{} vs {}",
+        main(&small),
+        main(&plain)
+    );
+    // A program that starts with a jump is returned as is.
+    let odd = vec![
+        libc::sock_filter {
+            code: 0x05,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: RET_ALLOW,
+        },
+    ];
+    let out = optimize::optimize(&odd);
+    assert_eq!(out.len(), 2);
+}
