@@ -86,6 +86,12 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(exit::REFUSED);
         }
     };
+    // The stdin pump may read a terminal while `run` is in the background: with
+    // SIGTTIN/SIGTTOU ignored such reads fail (the tool sees EOF) instead of
+    // stopping the supervisor.
+    for sig in [libc::SIGTTIN, libc::SIGTTOU] {
+        crate::sys::process::ignore_signal(sig).context("ignoring terminal job-control signals")?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()

@@ -189,6 +189,18 @@ pub fn kill_group(pgid: i32, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Ignore `signal` in this process (`SIG_IGN`). Children reset every disposition
+/// before `execve` (see [`super::child`]), so this never reaches a tool.
+pub fn ignore_signal(signal: i32) -> io::Result<()> {
+    // SAFETY: SIG_IGN installs no handler code; sigaction is async-signal-safe and
+    // only this process's disposition changes.
+    let old = unsafe { libc::signal(signal, libc::SIG_IGN) };
+    if old == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Fill `buf` from the kernel's CSPRNG (`getrandom(2)`).
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;

@@ -24,6 +24,11 @@ fn identity_capabilities_nnp_and_seccomp_are_what_the_kernel_reports() {
     for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(status_field(&s, set), "0000000000000000", "{set}");
     }
+    // The supervisor ignores SIGPIPE, SIGTTIN, SIGTTOU and blocks signals around
+    // the fork; none of that reaches the tool.
+    for set in ["SigIgn", "SigBlk"] {
+        assert_eq!(status_field(&s, set), "0000000000000000", "{set}");
+    }
     assert!(s.contains("groups=65534\n"), "{s}");
     // The identity follows the policy: another account, another uid.
     let p = Knobs {
