@@ -7,7 +7,10 @@
 //! - `direct`: `/bin/true`;
 //! - `bwrap`:  `bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all /bin/true`.
 //!
-//! Reported: median, p90 and max per command, and the ratios of the medians. A
+//! Reported: median, p90 and max wall time per command and the ratios of the
+//! medians; and the CPU time of each command's whole process tree (from
+//! `getrusage(RUSAGE_CHILDREN)`), which does not depend on how busy the shared
+//! machine is. A
 //! second pass (`--cold`, on by default) leaves a gap between rounds so that each
 //! `run` pays a cold cgroup v1 migration (an RCU grace period; see the phase
 //! profile), and a profile pass reads `enforcecore`'s own phase timings
@@ -112,7 +115,21 @@ fn subjects(bin: &Path, policy: &Path) -> Vec<Subject> {
     ]
 }
 
-fn once(argv: &[String]) -> Result<Duration> {
+/// CPU time (user + system) of all reaped children so far.
+fn children_cpu() -> Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_CHILDREN cannot fail.
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Wall time and CPU time (of the whole reaped process tree) of one run.
+fn once(argv: &[String]) -> Result<(Duration, Duration)> {
+    let cpu = children_cpu();
     let t = Instant::now();
     let status = Command::new(&argv[0])
         .args(&argv[1..])
@@ -125,7 +142,7 @@ fn once(argv: &[String]) -> Result<Duration> {
     if !status.success() {
         bail!("{argv:?} failed: {status}");
     }
-    Ok(d)
+    Ok((d, children_cpu() - cpu))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -133,28 +150,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// Interleaved rounds; returns sorted milliseconds per subject.
-fn measure(subjects: &[Subject], o: &Opts, gap: Duration) -> Result<Vec<Vec<f64>>> {
+/// Sorted milliseconds per subject: wall time, CPU time.
+type Samples = (Vec<Vec<f64>>, Vec<Vec<f64>>);
+
+/// Interleaved rounds.
+fn measure(subjects: &[Subject], o: &Opts, gap: Duration) -> Result<Samples> {
     let mut times = vec![Vec::with_capacity(o.rounds); subjects.len()];
+    let mut cpus = vec![Vec::with_capacity(o.rounds); subjects.len()];
     for round in 0..o.warmup + o.rounds {
         for k in 0..subjects.len() {
             let i = (round + k) % subjects.len();
-            let d = once(&subjects[i].argv)?;
+            let (d, c) = once(&subjects[i].argv)?;
             if round >= o.warmup {
                 times[i].push(d.as_secs_f64() * 1000.0);
+                cpus[i].push(c.as_secs_f64() * 1000.0);
             }
             if !gap.is_zero() {
                 std::thread::sleep(gap);
             }
         }
     }
-    for t in &mut times {
+    for t in times.iter_mut().chain(cpus.iter_mut()) {
         t.sort_by(f64::total_cmp);
     }
-    Ok(times)
+    Ok((times, cpus))
 }
 
-fn report(title: &str, subjects: &[Subject], times: &[Vec<f64>]) {
+fn report(title: &str, subjects: &[Subject], (times, cpus): &Samples) {
     println!("\n{title}");
     println!(
         "  {:<8} {:>9} {:>9} {:>9} {:>9}",
@@ -175,9 +197,24 @@ fn report(title: &str, subjects: &[Subject], times: &[Vec<f64>]) {
     }
     let (r, d, b) = (med["run"], med["direct"], med["bwrap"]);
     println!(
-        "  run / direct = {:.2}x (target <= 3x); run / bwrap = {:.2}x (target <= 0.5x)",
+        "  wall: run / direct = {:.2}x (target <= 3x); run / bwrap = {:.2}x (target <= 0.5x)",
         r / d,
         r / b
+    );
+    let cpu: Vec<f64> = cpus.iter().map(|c| percentile(c, 0.5)).collect();
+    println!(
+        "  CPU time of the whole process tree (load-independent), median: {}",
+        subjects
+            .iter()
+            .zip(&cpu)
+            .map(|(s, c)| format!("{} {c:.3}ms", s.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  CPU: run / direct = {:.2}x; run / bwrap = {:.2}x",
+        cpu[0] / cpu[1],
+        cpu[0] / cpu[2]
     );
 }
 
