@@ -17,6 +17,9 @@
 //! (`ENFORCECORE_LOG=debug`). No audit record is written yet: the audit trail is
 //! wired separately, and its cost will add to `run`.
 //!
+//! Last, `benches/supervise.rs` measures the daemon's path in process
+//! (`supervise::execute` with the policy loaded and a warm cgroup pool).
+//!
 //! Options: `--rounds N` (default 200), `--warmup N` (20), `--gap-ms N` for the cold
 //! pass (50), `--no-cold`.
 
@@ -332,5 +335,16 @@ pub fn main(args: &[String]) -> Result<()> {
         );
     }
     profile(&bin, &policy, 40)?;
+    // The daemon's path: execute() in process, policy loaded, warm cgroup pool.
+    println!();
+    crate::run(
+        crate::cargo()
+            .current_dir(&root)
+            .args(["bench", "--quiet", "--bench", "supervise"])
+            .env(
+                "ENFORCECORE_BENCH_ROUNDS",
+                (o.rounds / 2).max(20).to_string(),
+            ),
+    )?;
     Ok(())
 }
