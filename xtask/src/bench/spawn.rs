@@ -8,12 +8,11 @@
 //! - `bwrap`:  `bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all /bin/true`.
 //!
 //! Reported: median, p90 and max wall time per command and the ratios of the
-//! medians; and the CPU time of each command's whole process tree (from
-//! `getrusage(RUSAGE_CHILDREN)`), which does not depend on how busy the shared
-//! machine is. A
-//! second pass (`--cold`, on by default) leaves a gap between rounds so that each
-//! `run` pays a cold cgroup v1 migration (an RCU grace period; see the phase
-//! profile), and a profile pass reads `enforcecore`'s own phase timings
+//! medians; and the CPU time of each command's whole process tree ([`CpuMeter`]),
+//! which depends much less on how busy the shared machine is. A second pass
+//! (`--cold`, on by default) leaves a gap between commands, so that nothing stays
+//! warm from one run to the next (RCU grace periods, caches, the cgroup parent
+//! directories), and a profile pass reads `enforcecore`'s own phase timings
 //! (`ENFORCECORE_LOG=debug`). No audit record is written yet: the audit trail is
 //! wired separately, and its cost will add to `run`.
 //!
@@ -118,21 +117,86 @@ fn subjects(bin: &Path, policy: &Path) -> Vec<Subject> {
     ]
 }
 
-/// CPU time (user + system) of all reaped children so far.
-fn children_cpu() -> Duration {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_CHILDREN cannot fail.
-    let ru = unsafe {
-        libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr());
-        ru.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+/// CPU time of everything the benchmark starts.
+///
+/// As root on a host with the v1 `cpuacct` controller, the benchmark moves itself
+/// into a cgroup of its own and reads `cpuacct.usage` around each command: every
+/// descendant counts, including those a command reaps inside its own PID namespace
+/// (bwrap), which `getrusage(RUSAGE_CHILDREN)` never sees. Otherwise it falls back
+/// to `getrusage` (which under-counts bwrap).
+struct CpuMeter {
+    cgroup: Option<(PathBuf, PathBuf)>,
 }
 
-/// Wall time and CPU time (of the whole reaped process tree) of one run.
-fn once(argv: &[String]) -> Result<(Duration, Duration)> {
-    let cpu = children_cpu();
+impl CpuMeter {
+    fn new() -> CpuMeter {
+        CpuMeter {
+            cgroup: Self::enter().ok(),
+        }
+    }
+
+    fn enter() -> Result<(PathBuf, PathBuf)> {
+        let root = Path::new("/sys/fs/cgroup/cpuacct");
+        let own = std::fs::read_to_string("/proc/self/cgroup")?
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+                ctrls
+                    .split(',')
+                    .any(|c| c == "cpuacct")
+                    .then(|| path.trim_start_matches('/').to_string())
+            })
+            .context("no cpuacct hierarchy")?;
+        let original = root.join(own);
+        let dir = original.join(format!("enforcecore-bench-{}", std::process::id()));
+        std::fs::create_dir(&dir)?;
+        std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())?;
+        Ok((dir, original))
+    }
+
+    fn label(&self) -> &'static str {
+        if self.cgroup.is_some() {
+            "cpuacct"
+        } else {
+            "getrusage, under-counts bwrap"
+        }
+    }
+
+    fn now(&self) -> Duration {
+        if let Some((dir, _)) = &self.cgroup {
+            let ns = std::fs::read_to_string(dir.join("cpuacct.usage"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            return Duration::from_nanos(ns);
+        }
+        let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
+        // SAFETY: getrusage fills the struct it is given; RUSAGE_CHILDREN cannot fail.
+        let ru = unsafe {
+            libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr());
+            ru.assume_init()
+        };
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+}
+
+impl Drop for CpuMeter {
+    fn drop(&mut self) {
+        if let Some((dir, original)) = self.cgroup.take() {
+            let _ = std::fs::write(
+                original.join("cgroup.procs"),
+                std::process::id().to_string(),
+            );
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+/// Wall time and CPU time (of the whole process tree) of one run.
+fn once(argv: &[String], meter: &CpuMeter) -> Result<(Duration, Duration)> {
+    let cpu = meter.now();
     let t = Instant::now();
     let status = Command::new(&argv[0])
         .args(&argv[1..])
@@ -145,7 +209,7 @@ fn once(argv: &[String]) -> Result<(Duration, Duration)> {
     if !status.success() {
         bail!("{argv:?} failed: {status}");
     }
-    Ok((d, children_cpu() - cpu))
+    Ok((d, meter.now().saturating_sub(cpu)))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -157,13 +221,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 type Samples = (Vec<Vec<f64>>, Vec<Vec<f64>>);
 
 /// Interleaved rounds.
-fn measure(subjects: &[Subject], o: &Opts, gap: Duration) -> Result<Samples> {
+fn measure(subjects: &[Subject], o: &Opts, gap: Duration, meter: &CpuMeter) -> Result<Samples> {
     let mut times = vec![Vec::with_capacity(o.rounds); subjects.len()];
     let mut cpus = vec![Vec::with_capacity(o.rounds); subjects.len()];
     for round in 0..o.warmup + o.rounds {
         for k in 0..subjects.len() {
             let i = (round + k) % subjects.len();
-            let (d, c) = once(&subjects[i].argv)?;
+            let (d, c) = once(&subjects[i].argv, meter)?;
             if round >= o.warmup {
                 times[i].push(d.as_secs_f64() * 1000.0);
                 cpus[i].push(c.as_secs_f64() * 1000.0);
@@ -179,7 +243,7 @@ fn measure(subjects: &[Subject], o: &Opts, gap: Duration) -> Result<Samples> {
     Ok((times, cpus))
 }
 
-fn report(title: &str, subjects: &[Subject], (times, cpus): &Samples) {
+fn report(title: &str, subjects: &[Subject], (times, cpus): &Samples, meter: &CpuMeter) {
     println!("\n{title}");
     println!(
         "  {:<8} {:>9} {:>9} {:>9} {:>9}",
@@ -206,7 +270,8 @@ fn report(title: &str, subjects: &[Subject], (times, cpus): &Samples) {
     );
     let cpu: Vec<f64> = cpus.iter().map(|c| percentile(c, 0.5)).collect();
     println!(
-        "  CPU time of the whole process tree (load-independent), median: {}",
+        "  CPU time of the whole process tree ({}; load-independent), median: {}",
+        meter.label(),
         subjects
             .iter()
             .zip(&cpu)
@@ -303,19 +368,21 @@ pub fn main(args: &[String]) -> Result<()> {
         bail!("bwrap not found: `apt-get update && apt-get install bubblewrap` (the anchor)");
     }
     let subjects = subjects(&bin, &policy);
+    let meter = CpuMeter::new();
     for s in &subjects {
-        once(&s.argv).with_context(|| format!("smoke-testing {}", s.name))?;
+        once(&s.argv, &meter).with_context(|| format!("smoke-testing {}", s.name))?;
     }
     println!(
         "spawn benchmark: {} rounds (+{} warm-up), interleaved; anchors here: direct {ANCHOR_DIRECT_MS} ms, \
          forked Landlock+seccomp+cgroup-v1 child {ANCHOR_FORKED_SANDBOX_MS} ms, bwrap {ANCHOR_BWRAP_MS} ms",
         o.rounds, o.warmup
     );
-    let back_to_back = measure(&subjects, &o, Duration::ZERO)?;
+    let back_to_back = measure(&subjects, &o, Duration::ZERO, &meter)?;
     report(
         "back to back (no gap between commands)",
         &subjects,
         &back_to_back,
+        &meter,
     );
     if o.cold {
         let cold_opts = Opts {
@@ -323,15 +390,16 @@ pub fn main(args: &[String]) -> Result<()> {
             warmup: 2,
             ..o
         };
-        let cold = measure(&subjects, &cold_opts, cold_opts.gap)?;
+        let cold = measure(&subjects, &cold_opts, cold_opts.gap, &meter)?;
         report(
             &format!(
-                "with a {} ms gap after every command ({} rounds): a cold cgroup v1 migration per run",
+                "with a {} ms gap after every command ({} rounds)",
                 cold_opts.gap.as_millis(),
                 cold_opts.rounds
             ),
             &subjects,
             &cold,
+            &meter,
         );
     }
     profile(&bin, &policy, 40)?;
