@@ -6,4 +6,5 @@
 
 mod util;
 
+mod audit;
 mod policy;

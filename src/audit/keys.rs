@@ -50,7 +50,7 @@ pub fn generate(dir: &Path) -> Result<KeyFiles, AuditError> {
     let fail = |step: &'static str, path: &Path, source: std::io::Error| AuditError::Key {
         step,
         path: path.to_path_buf(),
-        source: Arc::new(source),
+        error: Arc::new(source),
     };
     if !dir.exists() {
         fs::DirBuilder::new()
@@ -108,7 +108,7 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, AuditError> {
     let meta = fs::metadata(path).map_err(|source| AuditError::Key {
         step: "read the secret key file",
         path: path.to_path_buf(),
-        source: Arc::new(source),
+        error: Arc::new(source),
     })?;
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
@@ -140,7 +140,7 @@ fn read_text(path: &Path, step: &'static str) -> Result<String, AuditError> {
     let bytes = fs::read(path).map_err(|source| AuditError::Key {
         step,
         path: path.to_path_buf(),
-        source: Arc::new(source),
+        error: Arc::new(source),
     })?;
     if bytes.len() > 16 * 1024 {
         return Err(AuditError::KeyFormat {

@@ -86,15 +86,14 @@ pub use writer::{Trail, TrailOptions};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
     /// A file operation failed.
-    #[error("cannot {step} {}: {source}", path.display())]
+    #[error("cannot {step} {}: {error}", path.display())]
     Io {
         /// What was being done.
         step: &'static str,
         /// On which file.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: Arc<io::Error>,
+        /// The OS error (in the message, so not also a `source`).
+        error: Arc<io::Error>,
     },
     /// Another writer held the trail's lock for too long.
     #[error(
@@ -183,15 +182,14 @@ pub enum AuditError {
     #[error("cannot start the audit writer thread: {0}")]
     Thread(Arc<io::Error>),
     /// A key file could not be read or written.
-    #[error("cannot {step} {}: {source}", path.display())]
+    #[error("cannot {step} {}: {error}", path.display())]
     Key {
         /// What was being done.
         step: &'static str,
         /// The key file.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: Arc<io::Error>,
+        /// The OS error (in the message, so not also a `source`).
+        error: Arc<io::Error>,
     },
     /// `keygen` would overwrite a key.
     #[error("{} already exists; keygen never overwrites a key — choose another --out directory", path.display())]
@@ -234,14 +232,14 @@ impl AuditError {
         AuditError::Io {
             step,
             path: path.into(),
-            source: Arc::new(source),
+            error: Arc::new(source),
         }
     }
 
     /// The OS error number behind this error, if any (ENOSPC, EIO, ...).
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            AuditError::Io { source, .. } | AuditError::Key { source, .. } => source.raw_os_error(),
+            AuditError::Io { error, .. } | AuditError::Key { error, .. } => error.raw_os_error(),
             _ => None,
         }
     }
@@ -279,6 +277,8 @@ fn default_trail_path_for(
 
 #[cfg(test)]
 mod tamper_tests;
+#[cfg(test)]
+mod writer_tests;
 
 #[cfg(test)]
 mod tests {

@@ -71,6 +71,8 @@ pub struct Segment {
     /// What this writer last left, for `id`.
     known: Option<Head>,
     first: Option<First>,
+    /// File length when last looked at (includes a torn tail).
+    len_seen: u64,
 }
 
 impl Segment {
@@ -93,6 +95,7 @@ impl Segment {
             lock_timeout,
             known: None,
             first: None,
+            len_seen: 0,
         })
     }
 
@@ -153,6 +156,7 @@ impl Segment {
     /// the records this writer has not seen back to a checkpoint of its key.
     pub fn sync(&mut self, vouch: Option<&Vouch>) -> Result<(Head, Vec<RecordBody>), AuditError> {
         let len = self.len()?;
+        self.len_seen = len;
         let known = self.known.take();
         if let Some(k) = known.as_ref().filter(|k| k.end == len) {
             let k = k.clone();
@@ -193,23 +197,35 @@ impl Segment {
         Ok((head, notes))
     }
 
-    /// Append `bytes` (whole records) and fdatasync. On a write error the
-    /// file is cut back to `head.end` and the error returned; the trail is
-    /// unchanged. A sync error is returned as `Err(_, true)`: the writer must
-    /// stop, durability of what was written is unknown.
+    /// Write `bytes` (whole records) right after `head` and fdatasync.
+    ///
+    /// The records go *over* a torn tail (already copied aside), and only
+    /// then is the file cut to its new end: a crash at any point leaves
+    /// either the torn tail or the `recovered` record that replaces it, so a
+    /// recovery is never lost. On a write error the file is cut back to
+    /// `head.end` and the error returned. A sync error is returned as
+    /// `Err(_, true)`: the writer must stop, durability is unknown.
     pub fn append(
         &mut self,
         head: &Head,
         bytes: &[u8],
         new: Head,
     ) -> Result<(), (AuditError, bool)> {
-        if let Err(e) = (&self.file).write_all(bytes) {
+        if let Err(e) = self.file.write_all_at(bytes, head.end) {
             let err = AuditError::io("append to", &self.path, e);
+            self.known = None;
             return match self.file.set_len(head.end) {
                 Ok(()) => Err((err, false)),
                 Err(_) => Err((err, true)),
             };
         }
+        if self.len_seen > new.end
+            && let Err(e) = self.file.set_len(new.end)
+        {
+            self.known = None;
+            return Err((AuditError::io("cut the torn tail of", &self.path, e), true));
+        }
+        self.len_seen = new.end;
         if let Err(e) = self.file.sync_data() {
             self.known = None;
             return Err((AuditError::io("fdatasync", &self.path, e), true));
@@ -297,12 +313,14 @@ impl Segment {
         sync_dir(&self.path)?;
         self.release();
         (self.file, self.id) = (f, id);
+        self.len_seen = new.end;
         self.known = Some(new);
         self.first = None;
         Ok(())
     }
 
-    /// Copy the torn tail `[good_end, len)` aside, fsync it, then cut the file.
+    /// Copy the torn tail `[good_end, len)` aside and fsync it. The next
+    /// [`Segment::append`] writes over it and cuts what is left.
     fn keep_torn_tail(&mut self, good_end: u64, len: u64) -> Result<RecordBody, AuditError> {
         let stamp = humantime::format_rfc3339_micros(SystemTime::now())
             .to_string()
@@ -335,10 +353,6 @@ impl Segment {
         out.sync_all()
             .map_err(|e| AuditError::io("fsync", &aside, e))?;
         sync_dir(&aside)?;
-        self.file
-            .set_len(good_end)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| AuditError::io("cut the torn tail of", &self.path, e))?;
         tracing::warn!(
             trail = %self.path.display(),
             bytes = len - good_end,
@@ -355,10 +369,13 @@ impl Segment {
 }
 
 fn open_file(path: &Path) -> Result<(File, (u64, u64)), AuditError> {
+    // Not O_APPEND: records are written at the known end of the chain (under
+    // the lock), over a torn tail if there is one.
     let file = OpenOptions::new()
         .read(true)
-        .append(true)
+        .write(true)
         .create(true)
+        .truncate(false)
         .mode(0o600)
         .open(path)
         .map_err(|e| AuditError::io("open the audit trail", path, e))?;

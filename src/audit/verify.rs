@@ -507,11 +507,19 @@ impl Verifier {
     }
 }
 
-/// Verify files of one trail, oldest first.
+/// Verify files of one trail, oldest first. A file given twice (the same
+/// inode under two names: a rotation interrupted after the archive link) is
+/// read once.
 pub fn verify_files(paths: &[PathBuf], key: Option<VerifyingKey>) -> Result<Report, AuditError> {
+    use std::os::unix::fs::MetadataExt;
     let mut v = Verifier::new(key);
+    let mut seen = std::collections::HashSet::new();
     for p in paths {
         let f = File::open(p).map_err(|e| AuditError::io("open", p, e))?;
+        let m = f.metadata().map_err(|e| AuditError::io("stat", p, e))?;
+        if !seen.insert((m.dev(), m.ino())) {
+            continue;
+        }
         v.feed(p, f).map_err(|e| AuditError::io("read", p, e))?;
         if v.failed() {
             break;

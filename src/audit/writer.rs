@@ -119,6 +119,7 @@ impl Trail {
             last_checkpoint: Instant::now(),
             failed: None,
             buf: Vec::new(),
+            owed: Vec::new(),
         };
         w.seg.lock()?;
         let first = w.locked(&mut []);
@@ -265,6 +266,8 @@ struct Writer {
     last_checkpoint: Instant,
     failed: Option<AuditError>,
     buf: Vec<u8>,
+    /// `recovered` records not yet written (their batch failed).
+    owed: Vec<RecordBody>,
 }
 
 /// Where the chain is while a batch is being encoded.
@@ -340,7 +343,9 @@ impl Writer {
     /// One batch under the lock. Returns one outcome per item.
     fn locked(&mut self, items: &mut [Request]) -> Result<Vec<Appended>, AuditError> {
         let vouch = self.key.as_ref().map(|(_, v)| v);
-        let (mut head, notes) = self.seg.sync(vouch)?;
+        let (mut head, mut notes) = self.seg.sync(vouch)?;
+        // Notes of a batch that failed to write are still owed.
+        notes.splice(0..0, self.owed.drain(..));
         let rotate_now = items.iter().any(|i| matches!(i, Request::Rotate { .. }));
         if head.tail == Tail::Rotated {
             head = self.finish_rotation(&head)?;
@@ -389,8 +394,11 @@ impl Writer {
         if periodic && cur.tail == Tail::Open {
             self.put_checkpoint(&mut cur, CheckpointReason::Periodic);
         }
-        if !self.buf.is_empty() {
-            self.write(&head, &cur)?;
+        if !self.buf.is_empty()
+            && let Err(e) = self.write(&head, &cur)
+        {
+            self.owed = notes;
+            return Err(e);
         }
         Ok(out)
     }
