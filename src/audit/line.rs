@@ -111,6 +111,20 @@ fn finish(out: &mut Vec<u8>, start: usize) -> RecordHash {
     hash
 }
 
+/// The members of a record line (`"kind":…` up to the `hash` member), found
+/// from the fixed header layout alone; `None` when the line is too short to
+/// have them. Cheap: for checking JSON syntax apart from [`parse`].
+pub fn members(line: &[u8]) -> Option<&[u8]> {
+    // `{"seq":` digits `,"ts":"` ts `","prev":"` 64 hex `",`
+    let digits = line
+        .get(7..)?
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let start = 7 + digits + 7 + TS_LEN + 10 + 64 + 2;
+    line.get(start..line.len().checked_sub(HASH_MEMBER_LEN)?)
+}
+
 /// A record line split along the layout above. Borrowed from the line.
 #[derive(Clone, Copy, Debug)]
 pub struct Parsed<'a> {
@@ -118,14 +132,14 @@ pub struct Parsed<'a> {
     pub seq: u64,
     /// Timestamp text.
     pub ts: &'a str,
-    /// `prev`, 64 hex digits.
-    pub prev: &'a [u8],
+    /// `prev`.
+    pub prev: RecordHash,
     /// The `kind` tag.
     pub kind: &'a str,
     /// The members from `"kind"` up to the `hash` member.
     pub members: &'a [u8],
-    /// `hash`, 64 hex digits.
-    pub hash: &'a [u8],
+    /// `hash`.
+    pub hash: RecordHash,
     /// The bytes `hash` is computed over.
     pub hashed: &'a [u8],
 }
@@ -159,10 +173,8 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
         return Err("timestamp is not YYYY-MM-DDTHH:MM:SS.ffffffZ");
     }
     c.lit(b"\",\"prev\":\"", "expected \"prev\" after \"ts\"")?;
-    let prev = c.take(64, "prev cut short")?;
-    if RecordHash::from_hex(prev).is_none() {
-        return Err("prev is not 64 lowercase hex digits");
-    }
+    let prev = RecordHash::from_hex(c.take(64, "prev cut short")?)
+        .ok_or("prev is not 64 lowercase hex digits")?;
     c.lit(b"\",", "expected \"kind\" after \"prev\"")?;
     let members_start = c.i;
     c.lit(b"\"kind\":\"", "expected \"kind\" after \"prev\"")?;
@@ -185,13 +197,9 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>, &'static str> {
         return Err("the record does not end with its \"hash\" member");
     }
     let tail = &line[hashed_len..];
-    let hash = &tail[9..73];
-    if !tail.starts_with(b",\"hash\":\"")
-        || !tail.ends_with(b"\"}")
-        || RecordHash::from_hex(hash).is_none()
-    {
-        return Err("the record does not end with its \"hash\" member");
-    }
+    let hash = RecordHash::from_hex(&tail[9..73])
+        .filter(|_| tail.starts_with(b",\"hash\":\"") && tail.ends_with(b"\"}"))
+        .ok_or("the record does not end with its \"hash\" member")?;
     let rest = &line[c.i..hashed_len];
     if !rest.is_empty() && rest[0] != b',' {
         return Err("expected `,` after \"kind\"");
@@ -216,13 +224,12 @@ impl<'a> Parsed<'a> {
 
     /// The `hash` field.
     pub fn hash(&self) -> RecordHash {
-        // parse() checked the digits.
-        RecordHash::from_hex(self.hash).unwrap_or(RecordHash::GENESIS)
+        self.hash
     }
 
     /// The `prev` field.
     pub fn prev(&self) -> RecordHash {
-        RecordHash::from_hex(self.prev).unwrap_or(RecordHash::GENESIS)
+        self.prev
     }
 
     /// A checkpoint's parts, when this is a well-formed checkpoint.
@@ -268,13 +275,17 @@ impl<'a> Parsed<'a> {
 }
 
 fn ts_shape(t: &[u8]) -> bool {
-    t.iter().enumerate().all(|(i, &b)| match i {
-        4 | 7 => b == b'-',
-        10 => b == b'T',
-        13 | 16 => b == b':',
-        19 => b == b'.',
-        26 => b == b'Z',
-        _ => b.is_ascii_digit(),
+    const PATTERN: &[u8; TS_LEN] = b"0000-00-00T00:00:00.000000Z";
+    let Ok(t) = <&[u8; TS_LEN]>::try_from(t) else {
+        return false;
+    };
+    // Digits where the pattern has `0`, the separators elsewhere.
+    t.iter().zip(PATTERN).fold(true, |ok, (&b, &p)| {
+        ok & if p == b'0' {
+            b.is_ascii_digit()
+        } else {
+            b == p
+        }
     })
 }
 
@@ -343,6 +354,7 @@ mod tests {
         assert_eq!(p.ts, TS);
         assert_eq!(p.kind, "denial");
         assert_eq!(p.members, b"\"kind\":\"denial\",\"run\":\"r1\"");
+        assert_eq!(members(&l), Some(p.members));
         assert_eq!(p.computed_hash(), p.hash());
         assert!(super::super::json_syntax::check_object(&l).is_ok());
         let bare = line(b"\"kind\":\"supervisor-stopped\"");

@@ -63,6 +63,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod blocks;
 pub mod follow;
 pub mod json_syntax;
 pub mod keys;

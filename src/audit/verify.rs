@@ -22,9 +22,8 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
-use super::json_syntax;
+use super::blocks::{self, End};
 use super::line::{self, Parsed};
-use super::lines::LineReader;
 use super::record::{CheckpointReason, RecordHash};
 use super::{AuditError, keys};
 
@@ -163,10 +162,12 @@ pub struct Verifier {
     /// The last record is a closing checkpoint of the key (or, without a
     /// key, a closing checkpoint).
     sealed: bool,
-    /// First record after the last checkpoint: (file, line, seq).
-    first_unsealed: Option<(PathBuf, u64, u64)>,
-    /// Last record seen: (file, line, seq), for an unsealed tail.
-    last_at: Option<(PathBuf, u64, u64)>,
+    /// First record after the last checkpoint: (file index, line, seq).
+    first_unsealed: Option<(usize, u64, u64)>,
+    /// Last record seen: (file index, line, seq), for an unsealed tail.
+    last_at: Option<(usize, u64, u64)>,
+    /// Check JSON syntax on a helper thread.
+    parallel: bool,
 }
 
 impl Verifier {
@@ -198,6 +199,7 @@ impl Verifier {
             sealed: false,
             first_unsealed: None,
             last_at: None,
+            parallel: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         }
     }
 
@@ -206,8 +208,14 @@ impl Verifier {
         self.report.fault.is_some()
     }
 
+    /// Check the JSON syntax inline instead of on a helper thread.
+    pub fn single_threaded(mut self) -> Verifier {
+        self.parallel = false;
+        self
+    }
+
     /// Check the next file of the trail.
-    pub fn feed(&mut self, path: &Path, input: impl Read) -> std::io::Result<()> {
+    pub fn feed(&mut self, path: &Path, mut input: impl Read) -> std::io::Result<()> {
         if self.failed() {
             return Ok(());
         }
@@ -216,63 +224,75 @@ impl Verifier {
             records: 0,
             bytes: 0,
         });
-        let mut lines = LineReader::new(input);
         let mut first_in_file = true;
-        while let Some(l) = lines.next_line()? {
-            let at = (path, l.number);
-            if let Some(f) = self.report.files.last_mut() {
-                f.bytes = l.offset + l.bytes.len() as u64 + u64::from(l.terminated);
-            }
-            if l.too_long {
-                return self.fault(
-                    at,
-                    None,
-                    FaultKind::MalformedJson,
-                    "line longer than any record (1 MiB)".into(),
-                );
-            }
-            if !l.terminated {
-                let detail = format!(
-                    "the last line has no newline ({} bytes): a writer stopped mid-write; \
-                     opening the trail with a writer moves it aside and records that",
-                    l.bytes.len()
-                );
-                return self.fault(at, None, FaultKind::TornLine, detail);
-            }
-            let p = match line::parse(l.bytes) {
-                Ok(p) => p,
-                Err(why) => {
-                    return self.fault(
-                        at,
-                        None,
-                        FaultKind::MalformedJson,
-                        format!("not a record: {why}"),
-                    );
+        // 1-based number of the next line.
+        let mut number = 1u64;
+        let end = blocks::for_each(&mut input, self.parallel, &mut |b| {
+            let bytes = b.bytes();
+            let mut start = 0;
+            for (i, nl) in memchr::memchr_iter(b'\n', bytes).enumerate() {
+                let bad_json = b.bad_json.as_ref().filter(|(at, _)| *at == i);
+                self.line(path, number, &bytes[start..nl], bad_json, first_in_file);
+                if self.failed() {
+                    return false;
                 }
-            };
-            if let Err(e) = json_syntax::check_members(p.members) {
-                let detail = format!("invalid JSON: {} (in the record body)", e);
-                return self.fault(at, Some(p.seq), FaultKind::MalformedJson, detail);
+                first_in_file = false;
+                start = nl + 1;
+                number += 1;
             }
-            self.record(at, &p, first_in_file);
-            if self.failed() {
-                return Ok(());
-            }
-            first_in_file = false;
             if let Some(f) = self.report.files.last_mut() {
-                f.records += 1;
+                f.bytes = b.offset + bytes.len() as u64;
+            }
+            true
+        })?;
+        match end {
+            _ if self.failed() => {}
+            End::Clean => {}
+            End::Torn(len) => {
+                let detail = format!(
+                    "the last line has no newline ({len} bytes): a writer stopped mid-write; \
+                     opening the trail with a writer moves it aside and records that"
+                );
+                self.fault_at((path, number), None, FaultKind::TornLine, detail);
+            }
+            End::TooLong => {
+                let detail = "line longer than any record (1 MiB)".to_string();
+                self.fault_at((path, number), None, FaultKind::MalformedJson, detail);
             }
         }
         Ok(())
     }
 
+    /// One complete line.
+    fn line(
+        &mut self,
+        path: &Path,
+        number: u64,
+        bytes: &[u8],
+        bad_json: Option<&(usize, String)>,
+        first_in_file: bool,
+    ) {
+        let at = (path, number);
+        let p = match line::parse(bytes) {
+            Ok(p) => p,
+            Err(why) => {
+                let detail = format!("not a record: {why}");
+                return self.fault_at(at, None, FaultKind::MalformedJson, detail);
+            }
+        };
+        if let Some((_, detail)) = bad_json {
+            return self.fault_at(at, Some(p.seq), FaultKind::MalformedJson, detail.clone());
+        }
+        self.record(at, &p, first_in_file);
+    }
+
     fn record(&mut self, at: (&Path, u64), p: &Parsed<'_>, first_in_file: bool) {
         let computed = p.computed_hash();
-        if computed != p.hash() {
+        if computed != p.hash {
             let d = format!(
                 "the record's bytes do not match its hash (recorded {}, computed {}): \
                  the record was edited",
-                p.hash().short(),
+                p.hash.short(),
                 computed.short()
             );
             return self.fault_at(at, Some(p.seq), FaultKind::HashMismatch, d);
@@ -286,7 +306,7 @@ impl Verifier {
                          pass the archives first, oldest first, to check that link",
                         at.0.display(),
                         p.seq - 1,
-                        p.prev().short()
+                        p.prev.short()
                     ));
                 } else if p.seq != 1 {
                     let d = format!(
@@ -296,7 +316,7 @@ impl Verifier {
                         p.seq - 1
                     );
                     return self.fault_at(at, Some(p.seq), FaultKind::SeqGap, d);
-                } else if p.prev() != RecordHash::GENESIS {
+                } else if p.prev != RecordHash::GENESIS {
                     let d = "the first record's prev is not 64 zeros".to_string();
                     return self.fault_at(at, Some(p.seq), FaultKind::BrokenLink, d);
                 } else if self.key.is_some() && p.kind != "checkpoint" {
@@ -334,7 +354,7 @@ impl Verifier {
                     return self.fault_at(at, Some(p.seq), FaultKind::BrokenLink, d);
                 }
                 if p.seq <= seq {
-                    let d = if p.hash() == hash {
+                    let d = if p.hash == hash {
                         format!("seq {} repeats the previous record", p.seq)
                     } else {
                         format!(
@@ -355,11 +375,11 @@ impl Verifier {
                     );
                     return self.fault_at(at, Some(p.seq), FaultKind::SeqGap, d);
                 }
-                if p.prev() != hash {
+                if p.prev != hash {
                     let d = format!(
                         "prev {} is not the hash of seq {seq} ({}): a record was replaced or \
                          inserted",
-                        p.prev().short(),
+                        p.prev.short(),
                         hash.short()
                     );
                     return self.fault_at(at, Some(p.seq), FaultKind::BrokenLink, d);
@@ -429,34 +449,31 @@ impl Verifier {
             // Everything before a checkpoint is covered by its signature.
             self.first_unsealed = None;
         } else if self.first_unsealed.is_none() {
-            self.first_unsealed = Some((at.0.to_path_buf(), at.1, p.seq));
+            self.first_unsealed = Some((self.report.files.len() - 1, at.1, p.seq));
         }
-        self.last_at = Some((at.0.to_path_buf(), at.1, p.seq));
-        self.last = Some((p.seq, p.hash()));
+        self.last_at = Some((self.report.files.len() - 1, at.1, p.seq));
+        self.last = Some((p.seq, p.hash));
         self.report.records += 1;
+        if let Some(f) = self.report.files.last_mut() {
+            f.records += 1;
+        }
         self.report.first_seq.get_or_insert(p.seq);
-        self.report.head_seq = Some(p.seq);
-        self.report.head_hash = Some(p.hash().to_string());
     }
 
     /// The report; with a key, an unsealed tail is a fault.
     pub fn finish(mut self) -> Report {
+        if let Some((seq, hash)) = self.last {
+            self.report.head_seq = Some(seq);
+            self.report.head_hash = Some(hash.to_string());
+        }
         if self.report.fault.is_none() && self.key.is_some() && !self.sealed {
-            let (file, line, seq) = self
-                .first_unsealed
-                .clone()
-                .or_else(|| self.last_at.clone())
-                .unwrap_or_else(|| {
-                    (
-                        self.report
-                            .files
-                            .first()
-                            .map(|f| f.path.clone())
-                            .unwrap_or_default(),
-                        0,
-                        0,
-                    )
-                });
+            let (file, line, seq) = self.first_unsealed.or(self.last_at).unwrap_or((0, 0, 0));
+            let file = self
+                .report
+                .files
+                .get(file)
+                .map(|f| f.path.clone())
+                .unwrap_or_default();
             let detail = match (self.report.records, &self.report.last_checkpoint) {
                 (0, _) => "the trail has no records, so nothing is sealed".to_string(),
                 (_, Some(c)) if self.first_unsealed.is_none() => format!(
@@ -482,17 +499,6 @@ impl Verifier {
             self.report.ok = false;
         }
         self.report
-    }
-
-    fn fault(
-        &mut self,
-        at: (&Path, u64),
-        seq: Option<u64>,
-        kind: FaultKind,
-        detail: String,
-    ) -> std::io::Result<()> {
-        self.fault_at(at, seq, kind, detail);
-        Ok(())
     }
 
     fn fault_at(&mut self, at: (&Path, u64), seq: Option<u64>, kind: FaultKind, detail: String) {

@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use crate::audit::follow::Follower;
 use crate::audit::reader::{self, Filter, Record};
 use crate::audit::verify::{self, Report};
-use crate::audit::{RecordBody, Trail, TrailOptions, keys, summary};
+use crate::audit::{RecordBody, Ticket, Trail, TrailOptions, keys, summary};
 
 /// Subcommands of `enforcecore audit`.
 #[derive(Debug, Subcommand)]
@@ -127,6 +127,10 @@ pub struct AppendArgs {
     /// Append each body this many times per thread (0: until killed).
     #[arg(long, default_value_t = 1)]
     pub repeat: u64,
+    /// Records each thread keeps in flight (1: wait for each to be durable
+    /// before the next, like a run does).
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
     /// Rotate when the active file reaches this many bytes.
     #[arg(long)]
     pub rotate_bytes: Option<u64>,
@@ -409,18 +413,28 @@ fn append(a: AppendArgs) -> anyhow::Result<u8> {
     opts.lock_timeout = Duration::from_secs(a.lock_timeout);
     let trail = Arc::new(Trail::open(opts)?);
     let bodies = Arc::new(bodies);
+    let (repeat, pipeline) = (a.repeat, a.pipeline.max(1));
     let workers: Vec<_> = (0..a.threads.max(1))
         .map(|_| {
             let (trail, bodies) = (trail.clone(), bodies.clone());
             std::thread::spawn(move || -> Result<u64, crate::audit::AuditError> {
+                // Up to `pipeline` records in flight; the oldest is waited for
+                // before the next is submitted.
+                let mut in_flight = std::collections::VecDeque::new();
                 let mut n = 0;
                 let mut round = 0;
-                while a.repeat == 0 || round < a.repeat {
+                while repeat == 0 || round < repeat {
                     for b in bodies.iter() {
-                        trail.append(b.clone())?;
+                        if in_flight.len() >= pipeline {
+                            in_flight.pop_front().map(Ticket::wait).transpose()?;
+                        }
+                        in_flight.push_back(trail.submit(b.clone()));
                         n += 1;
                     }
                     round += 1;
+                }
+                for t in in_flight {
+                    t.wait()?;
                 }
                 Ok(n)
             })

@@ -1,0 +1,285 @@
+//! The input of `audit verify`, cut into line-aligned blocks, with the JSON
+//! syntax of every record checked one block ahead on a second thread.
+//!
+//! Checking that each record is well-formed JSON costs about as much as
+//! hashing it, so on a machine with two or more cores the check runs on a
+//! helper thread: while the verifier hashes and links the records of block
+//! k, the helper checks the JSON of block k+1. Each block reaches the
+//! verifier with its verdict (the first line whose JSON is bad), so faults
+//! are still reported in line order, exactly as a single pass would. Memory
+//! stays bounded: at most three blocks of [`BLOCK`] bytes exist at a time.
+//!
+//! This module splits and pre-checks bytes; it never decides anything about
+//! hashes, links or signatures.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::sync::mpsc;
+
+use super::json_syntax;
+use super::line::{self, MAX_LINE};
+
+/// Block size: larger than any record line.
+pub const BLOCK: usize = 2 * MAX_LINE;
+
+/// Whole lines of the input.
+pub struct Block {
+    data: Vec<u8>,
+    len: usize,
+    /// Input offset of the first byte.
+    pub offset: u64,
+    /// First line whose JSON is not valid: (0-based index of the line in the
+    /// block, what is wrong). Lines whose record layout is wrong may or may
+    /// not be flagged; the layout is the verifier's to check first.
+    pub bad_json: Option<(usize, String)>,
+}
+
+impl Block {
+    /// The block's bytes: whole lines, each ending in `\n`.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}
+
+/// How the input ended (after the lines of the last block).
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// After a complete line (or empty input).
+    Clean,
+    /// With a line that has no newline (its length).
+    Torn(usize),
+    /// With a line longer than any record.
+    TooLong,
+}
+
+/// Feed `input` to `f` block by block, in order, until it returns false or
+/// the input ends. JSON is checked on a helper thread when `parallel`.
+pub fn for_each(
+    input: &mut dyn Read,
+    parallel: bool,
+    f: &mut dyn FnMut(&Block) -> bool,
+) -> io::Result<End> {
+    if !parallel {
+        let mut reader = Reader::new(input);
+        while let Some(mut b) = reader.next_block()? {
+            check_json(&mut b);
+            let go_on = f(&b);
+            reader.recycle(b);
+            if !go_on {
+                return Ok(End::Clean);
+            }
+        }
+        return Ok(reader.end);
+    }
+    std::thread::scope(|s| {
+        let (to_helper, helper_in) = mpsc::sync_channel::<Block>(1);
+        let (helper_out, from_helper) = mpsc::sync_channel::<Block>(1);
+        s.spawn(move || {
+            for mut b in helper_in {
+                check_json(&mut b);
+                if helper_out.send(b).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut reader = Reader::new(input);
+        let mut pending = 0usize;
+        loop {
+            // Keep the helper one block ahead of us.
+            while pending < 2 {
+                match reader.next_block()? {
+                    Some(b) => {
+                        if to_helper.send(b).is_err() {
+                            return Err(io::Error::other("the JSON checker thread stopped"));
+                        }
+                        pending += 1;
+                    }
+                    None => break,
+                }
+            }
+            if pending == 0 {
+                return Ok(reader.end);
+            }
+            let b = from_helper
+                .recv()
+                .map_err(|_| io::Error::other("the JSON checker thread stopped"))?;
+            pending -= 1;
+            let go_on = f(&b);
+            reader.recycle(b);
+            if !go_on {
+                return Ok(End::Clean);
+            }
+        }
+    })
+}
+
+/// Record the first line of the block whose JSON is bad.
+fn check_json(b: &mut Block) {
+    let mut start = 0;
+    for (i, nl) in memchr::memchr_iter(b'\n', b.bytes()).enumerate() {
+        let l = &b.data[start..nl];
+        start = nl + 1;
+        if let Some(m) = line::members(l)
+            && let Err(e) = json_syntax::check_members(m)
+        {
+            b.bad_json = Some((i, format!("invalid JSON: {e} (in the record body)")));
+            return;
+        }
+    }
+}
+
+struct Reader<'a> {
+    input: &'a mut dyn Read,
+    /// Bytes read but not yet handed out (a partial line).
+    carry: Vec<u8>,
+    spare: VecDeque<Vec<u8>>,
+    offset: u64,
+    eof: bool,
+    end: End,
+}
+
+impl<'a> Reader<'a> {
+    fn new(input: &'a mut dyn Read) -> Reader<'a> {
+        Reader {
+            input,
+            carry: Vec::new(),
+            spare: VecDeque::new(),
+            offset: 0,
+            eof: false,
+            end: End::Clean,
+        }
+    }
+
+    fn recycle(&mut self, b: Block) {
+        if self.spare.len() < 3 {
+            self.spare.push_back(b.data);
+        }
+    }
+
+    /// The next block of whole lines; `None` at the end (see `self.end`).
+    fn next_block(&mut self) -> io::Result<Option<Block>> {
+        if self.eof {
+            return Ok(None);
+        }
+        // Buffers keep their full length: no zeroing per block.
+        let mut data = self.spare.pop_front().unwrap_or_else(|| vec![0u8; BLOCK]);
+        let mut filled = self.carry.len();
+        data[..filled].copy_from_slice(&self.carry);
+        self.carry.clear();
+        while filled < BLOCK {
+            match self.input.read(&mut data[filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let len = memchr::memrchr(b'\n', &data[..filled]).map_or(0, |i| i + 1);
+        self.carry.extend_from_slice(&data[len..filled]);
+        if self.eof && !self.carry.is_empty() {
+            self.end = End::Torn(self.carry.len());
+        } else if len == 0 && !self.eof {
+            // A full block without a newline: no record is this long.
+            self.end = End::TooLong;
+            self.eof = true;
+            return Ok(None);
+        }
+        if len == 0 {
+            return Ok(None);
+        }
+        let b = Block {
+            data,
+            len,
+            offset: self.offset,
+            bad_json: None,
+        };
+        self.offset += len as u64;
+        Ok(Some(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(input: &[u8], parallel: bool) -> (Vec<(u64, Vec<u8>)>, End) {
+        let mut out = Vec::new();
+        let mut r = input;
+        let end = for_each(&mut r, parallel, &mut |b| {
+            out.push((b.offset, b.bytes().to_vec()));
+            true
+        })
+        .unwrap();
+        (out, end)
+    }
+
+    #[test]
+    fn bad_json_is_found_by_line_index() {
+        let mut good = Vec::new();
+        line::encode(
+            &mut good,
+            1,
+            "2026-11-01T12:34:56.123456Z",
+            &super::super::RecordHash::GENESIS,
+            b"\"kind\":\"k\"",
+        );
+        let mut bad = Vec::new();
+        line::encode(
+            &mut bad,
+            2,
+            "2026-11-01T12:34:56.123456Z",
+            &super::super::RecordHash::GENESIS,
+            b"\"kind\":\"k\",\"x\":01",
+        );
+        for parallel in [false, true] {
+            let input = [good.clone(), good.clone(), bad.clone(), good.clone()].concat();
+            let mut r = input.as_slice();
+            let mut seen = None;
+            for_each(&mut r, parallel, &mut |b| {
+                seen = b.bad_json.as_ref().map(|(i, _)| *i);
+                true
+            })
+            .unwrap();
+            assert_eq!(seen, Some(2));
+        }
+    }
+
+    #[test]
+    fn blocks_are_whole_lines_and_the_end_is_classified() {
+        for parallel in [false, true] {
+            let (b, end) = collect(b"a\nb\nc", parallel);
+            assert_eq!(b, vec![(0, b"a\nb\n".to_vec())]);
+            assert_eq!(end, End::Torn(1));
+            let (b, end) = collect(b"", parallel);
+            assert!(b.is_empty());
+            assert_eq!(end, End::Clean);
+            let mut big = vec![b'x'; BLOCK + 10];
+            big.push(b'\n');
+            assert_eq!(collect(&big, parallel).1, End::TooLong);
+        }
+    }
+
+    #[test]
+    fn many_blocks_keep_line_numbers() {
+        let line = vec![b'y'; 999];
+        let mut input = Vec::new();
+        for _ in 0..10_000 {
+            input.extend_from_slice(&line);
+            input.push(b'\n');
+        }
+        let (blocks, end) = collect(&input, true);
+        assert_eq!(end, End::Clean);
+        assert!(blocks.len() > 2);
+        let mut lines = 0;
+        let mut offset = 0;
+        for (off, bytes) in &blocks {
+            assert_eq!(*off, offset);
+            lines += bytes.iter().filter(|&&c| c == b'\n').count();
+            offset += bytes.len() as u64;
+        }
+        assert_eq!(lines, 10_000);
+    }
+}
