@@ -8,13 +8,19 @@
 //!
 //! # Layout
 //! - [`record`]: the schema ([`RecordBody`], one variant per `kind`).
-//! - [`line`]: the exact bytes of a line and the hashing rule.
+//! - [`line`](mod@line): the exact bytes of a line and the hashing rule;
+//!   [`json_syntax`]: the allocation-free JSON check verify runs on them.
 //! - [`keys`]: Ed25519 signing keys and their files.
-//! - [`writer`]: [`Trail`], the one writer per trail (group commit, rotation,
-//!   checkpoints); [`segment`] is the active file under it (lock, torn-tail
-//!   recovery, rotation steps).
-//! - [`verify`]: `audit verify`, streaming over one or more files.
-//! - [`reader`] and [`follow`]: `audit show` and `audit tail [-f]`.
+//! - [`writer`]: [`Trail`], the handle callers append through; `batch` is its
+//!   writer thread (group commit, checkpoints, rotation), `segment` the active
+//!   file under the lock (torn-tail recovery, rotation steps), `files` the
+//!   reading and naming of a trail's files, `vouch` what a signing writer
+//!   checks before it signs; [`ticket`] is how callers wait.
+//! - [`verify`]: `audit verify`, streaming over one or more files (`blocks`
+//!   feeds it, JSON checked one block ahead on a helper thread); [`verdict`]
+//!   is its report.
+//! - [`reader`], [`summary`], [`follow`] and [`lines`]: `audit show` and
+//!   `audit tail [-f]`.
 //!
 //! The record format, hashing rule, faults and key files are documented for
 //! operators in `docs/audit.md`.
@@ -23,8 +29,7 @@
 //!
 //! ```no_run
 //! use enforcecore::audit::{self, RecordBody, Trail, TrailOptions};
-//! # fn main() -> Result<(), audit::AuditError> {
-//! # let (started, exited): (RecordBody, RecordBody) = todo!();
+//! fn run(started: RecordBody, exited: RecordBody) -> Result<(), audit::AuditError> {
 //! let path = audit::default_trail_path()?; // or `--audit-log FILE`
 //! let mut opts = TrailOptions::new(path);
 //! opts.signing_key = Some(audit::keys::load_signing_key("key".as_ref())?); // `--audit-key`
@@ -33,7 +38,8 @@
 //! // … redaction receipts and denials as they come: `trail.append(..)?` …
 //! trail.append_sealed(exited, audit::CheckpointReason::RunEnd)?; // + checkpoint with a key
 //! trail.close()?;           // final checkpoint when records are unsealed
-//! # Ok(()) }
+//! Ok(())
+//! }
 //! ```
 //!
 //! - [`Trail::append`] blocks until the record is synced (`fdatasync`) and
@@ -63,7 +69,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub mod blocks;
+pub(crate) mod batch;
+pub(crate) mod blocks;
+pub(crate) mod files;
 pub mod follow;
 pub mod json_syntax;
 pub mod keys;
@@ -71,11 +79,12 @@ pub mod line;
 pub mod lines;
 pub mod reader;
 pub mod record;
-pub mod segment;
+pub(crate) mod segment;
 pub mod summary;
 pub mod ticket;
+pub mod verdict;
 pub mod verify;
-pub mod vouch;
+pub(crate) mod vouch;
 pub mod writer;
 
 pub use record::{CheckpointReason, RecordBody, RecordHash};

@@ -17,9 +17,9 @@ use std::path::Path;
 use ed25519_dalek::VerifyingKey;
 
 use super::AuditError;
+use super::files::{Head, Tail, parent};
 use super::line::{self, MAX_LINE};
 use super::record::RecordHash;
-use super::segment::{Head, parent};
 
 /// The key a signing writer vouches with.
 #[derive(Clone, Debug)]
@@ -148,7 +148,7 @@ pub fn backward(file: &File, path: &Path, end: u64, v: &Vouch) -> Result<(), Aud
                 seq: p.seq - 1,
                 hash: p.prev(),
                 end: 0,
-                tail: super::segment::Tail::Empty,
+                tail: Tail::Empty,
                 continues: Some(from),
             };
             return archive(path, &head, v);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 
+use super::files;
 use super::record::{CheckpointReason, RecordBody};
-use super::segment;
 use super::verify::{FaultKind, Report, verify_files};
 use super::{AuditError, Trail, TrailOptions};
 
@@ -31,8 +31,8 @@ fn opts(path: &Path, signed: bool) -> TrailOptions {
 
 /// Archives then the active file, as `audit verify` takes them.
 fn trail_files(path: &Path) -> Vec<PathBuf> {
-    let dir = segment::parent(path);
-    let mut files: Vec<PathBuf> = segment::archives(path)
+    let dir = files::parent(path);
+    let mut files: Vec<PathBuf> = files::archives(path)
         .unwrap()
         .into_iter()
         .map(|n| dir.join(n))

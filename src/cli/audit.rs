@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 
 use crate::audit::follow::Follower;
 use crate::audit::reader::{self, Filter, Record};
-use crate::audit::verify::{self, Report};
+use crate::audit::verify;
 use crate::audit::{RecordBody, Ticket, Trail, TrailOptions, keys, summary};
 
 /// Subcommands of `enforcecore audit`.
@@ -187,80 +187,9 @@ fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
         serde_json::to_writer(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        print_report(&mut out, &report)?;
+        report.write_human(&mut out)?;
     }
     Ok(if report.ok { 0 } else { 1 })
-}
-
-fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
-    let files = r.files.len();
-    if let Some(f) = &r.fault {
-        let seq = f.seq.map(|s| format!("seq {s}: ")).unwrap_or_default();
-        writeln!(
-            out,
-            "{}:{}: {seq}{}: {}",
-            f.file.display(),
-            f.line,
-            f.kind.as_str(),
-            f.detail
-        )?;
-        writeln!(
-            out,
-            "TAMPERED OR DAMAGED: {} good records before it{}",
-            r.records,
-            r.head_seq
-                .map(|s| format!(" (up to seq {s})"))
-                .unwrap_or_default()
-        )?;
-    } else {
-        let range = match (r.first_seq, r.head_seq) {
-            (Some(a), Some(b)) => format!(" (seq {a}..{b})"),
-            _ => String::new(),
-        };
-        let plural = if files == 1 { "" } else { "s" };
-        writeln!(
-            out,
-            "intact: {} records{range} in {files} file{plural}",
-            r.records
-        )?;
-        if let (Some(s), Some(h)) = (r.head_seq, &r.head_hash) {
-            writeln!(out, "head: seq {s} {h}")?;
-        }
-    }
-    match (&r.last_checkpoint, &r.key_id) {
-        (Some(c), Some(id)) => writeln!(
-            out,
-            "checkpoints: {} signed by key {id}, last at seq {} ({})",
-            r.checkpoints,
-            c.seq,
-            c.reason.as_str()
-        )?,
-        (Some(c), None) => writeln!(
-            out,
-            "checkpoints: {}, last at seq {} by key {} — signatures NOT checked: pass --key PUB \
-             to check them and to catch truncation",
-            r.checkpoints, c.seq, c.key_id
-        )?,
-        (None, None) if r.fault.is_none() => writeln!(
-            out,
-            "no checkpoints: the chain is consistent, but nothing proves it was not truncated \
-             or rebuilt (sign with `run --audit-key`)"
-        )?,
-        _ => {}
-    }
-    if let Some(c) = &r.continues {
-        writeln!(out, "note: {c}")?;
-    }
-    for x in &r.recovered {
-        writeln!(
-            out,
-            "note: {}:{}: seq {} records a torn tail recovered by a writer (see `audit show --kind recovered`)",
-            x.file.display(),
-            x.line,
-            x.seq
-        )?;
-    }
-    Ok(())
 }
 
 fn filter(a: &FilterArgs) -> anyhow::Result<Filter> {
