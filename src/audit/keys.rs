@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
+};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
@@ -70,9 +72,13 @@ pub fn generate(dir: &Path) -> Result<KeyFiles, AuditError> {
     getrandom::fill(&mut seed).map_err(|e| AuditError::Random(e.to_string()))?;
     let key = SigningKey::from_bytes(&seed);
     seed.fill(0);
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| AuditError::KeyEncoding(e.to_string()))?;
+    // PKCS#8 v1 (the seed alone): what OpenSSL 3 reads and writes for Ed25519.
+    let pem = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(LineEnding::LF)
+    .map_err(|e| AuditError::KeyEncoding(e.to_string()))?;
     let public_pem = key
         .verifying_key()
         .to_public_key_pem(LineEnding::LF)
