@@ -1,23 +1,28 @@
-//! The input of `audit verify`, cut into line-aligned blocks, with the JSON
-//! syntax of every record checked one block ahead on a second thread.
+//! The input of `audit verify`, cut into line-aligned blocks, each
+//! pre-checked — every line's SHA-256 computed and its JSON syntax checked —
+//! one block ahead on a second thread.
 //!
-//! Checking that each record is well-formed JSON costs about as much as
-//! hashing it, so on a machine with two or more cores the check runs on a
-//! helper thread: while the verifier hashes and links the records of block
-//! k, the helper checks the JSON of block k+1. Each block reaches the
-//! verifier with its verdict (the first line whose JSON is bad), so faults
-//! are still reported in line order, exactly as a single pass would. Memory
-//! stays bounded: at most three blocks of [`BLOCK`] bytes exist at a time.
+//! Hashing a record and checking its JSON cost about as much as everything
+//! else verify does, so on a machine with two or more cores they run on a
+//! helper thread: while the verifier parses, links and judges the records of
+//! block k, the helper hashes and checks block k+1. Each block reaches the
+//! verifier with its hashes and its JSON verdict (the first line whose JSON
+//! is bad), so faults are still reported in line order, exactly as a single
+//! pass would. Memory stays bounded: at most four blocks of [`BLOCK`] bytes
+//! exist at a time.
 //!
-//! This module splits and pre-checks bytes; it never decides anything about
-//! hashes, links or signatures.
+//! This module computes and splits; it never decides whether a hash, a link
+//! or a signature is right.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::mpsc;
 
+use sha2::{Digest, Sha256};
+
 use super::json_syntax;
 use super::line::{self, MAX_LINE};
+use super::record::RecordHash;
 
 /// Block size: larger than any record line.
 pub const BLOCK: usize = 2 * MAX_LINE;
@@ -32,6 +37,10 @@ pub struct Block {
     /// block, what is wrong). Lines whose record layout is wrong may or may
     /// not be flagged; the layout is the verifier's to check first.
     pub bad_json: Option<(usize, String)>,
+    /// Per line: SHA-256 of the line without its last 75 bytes (the hashing
+    /// rule of [`line`]); lines shorter than that get
+    /// [`RecordHash::GENESIS`].
+    pub hashes: Vec<RecordHash>,
 }
 
 impl Block {
@@ -62,7 +71,7 @@ pub fn for_each(
     if !parallel {
         let mut reader = Reader::new(input);
         while let Some(mut b) = reader.next_block()? {
-            check_json(&mut b);
+            precheck(&mut b);
             let go_on = f(&b);
             reader.recycle(b);
             if !go_on {
@@ -76,7 +85,7 @@ pub fn for_each(
         let (helper_out, from_helper) = mpsc::sync_channel::<Block>(1);
         s.spawn(move || {
             for mut b in helper_in {
-                check_json(&mut b);
+                precheck(&mut b);
                 if helper_out.send(b).is_err() {
                     break;
                 }
@@ -113,17 +122,23 @@ pub fn for_each(
     })
 }
 
-/// Record the first line of the block whose JSON is bad.
-fn check_json(b: &mut Block) {
+/// Hash every line; note the first line whose JSON is bad.
+fn precheck(b: &mut Block) {
+    const HASH_MEMBER_LEN: usize = 75;
     let mut start = 0;
-    for (i, nl) in memchr::memchr_iter(b'\n', b.bytes()).enumerate() {
+    b.hashes.clear();
+    for (i, nl) in memchr::memchr_iter(b'\n', &b.data[..b.len]).enumerate() {
         let l = &b.data[start..nl];
         start = nl + 1;
-        if let Some(m) = line::members(l)
+        b.hashes.push(match l.len().checked_sub(HASH_MEMBER_LEN) {
+            Some(n) => RecordHash::from_digest(&Sha256::digest(&l[..n]).into()),
+            None => RecordHash::GENESIS,
+        });
+        if b.bad_json.is_none()
+            && let Some(m) = line::members(l)
             && let Err(e) = json_syntax::check_members(m)
         {
             b.bad_json = Some((i, format!("invalid JSON: {e} (in the record body)")));
-            return;
         }
     }
 }
@@ -132,7 +147,7 @@ struct Reader<'a> {
     input: &'a mut dyn Read,
     /// Bytes read but not yet handed out (a partial line).
     carry: Vec<u8>,
-    spare: VecDeque<Vec<u8>>,
+    spare: VecDeque<(Vec<u8>, Vec<RecordHash>)>,
     offset: u64,
     eof: bool,
     end: End,
@@ -151,8 +166,8 @@ impl<'a> Reader<'a> {
     }
 
     fn recycle(&mut self, b: Block) {
-        if self.spare.len() < 3 {
-            self.spare.push_back(b.data);
+        if self.spare.len() < 4 {
+            self.spare.push_back((b.data, b.hashes));
         }
     }
 
@@ -162,7 +177,10 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         // Buffers keep their full length: no zeroing per block.
-        let mut data = self.spare.pop_front().unwrap_or_else(|| vec![0u8; BLOCK]);
+        let (mut data, hashes) = self
+            .spare
+            .pop_front()
+            .unwrap_or_else(|| (vec![0u8; BLOCK], Vec::new()));
         let mut filled = self.carry.len();
         data[..filled].copy_from_slice(&self.carry);
         self.carry.clear();
@@ -195,6 +213,7 @@ impl<'a> Reader<'a> {
             len,
             offset: self.offset,
             bad_json: None,
+            hashes,
         };
         self.offset += len as u64;
         Ok(Some(b))

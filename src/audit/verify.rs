@@ -115,7 +115,15 @@ impl Verifier {
             let mut start = 0;
             for (i, nl) in memchr::memchr_iter(b'\n', bytes).enumerate() {
                 let bad_json = b.bad_json.as_ref().filter(|(at, _)| *at == i);
-                self.line(path, number, &bytes[start..nl], bad_json, first_in_file);
+                let hash = b.hashes[i];
+                self.line(
+                    path,
+                    number,
+                    &bytes[start..nl],
+                    hash,
+                    bad_json,
+                    first_in_file,
+                );
                 if self.failed() {
                     return false;
                 }
@@ -152,6 +160,7 @@ impl Verifier {
         path: &Path,
         number: u64,
         bytes: &[u8],
+        computed: RecordHash,
         bad_json: Option<&(usize, String)>,
         first_in_file: bool,
     ) {
@@ -166,11 +175,16 @@ impl Verifier {
         if let Some((_, detail)) = bad_json {
             return self.fault_at(at, Some(p.seq), FaultKind::MalformedJson, detail.clone());
         }
-        self.record(at, &p, first_in_file);
+        self.record(at, &p, computed, first_in_file);
     }
 
-    fn record(&mut self, at: (&Path, u64), p: &Parsed<'_>, first_in_file: bool) {
-        let computed = p.computed_hash();
+    fn record(
+        &mut self,
+        at: (&Path, u64),
+        p: &Parsed<'_>,
+        computed: RecordHash,
+        first_in_file: bool,
+    ) {
         if computed != p.hash {
             let d = format!(
                 "the record's bytes do not match its hash (recorded {}, computed {}): \
