@@ -65,6 +65,10 @@ pub struct Writer {
     buf: Vec<u8>,
     /// `recovered` records not yet written (their batch failed).
     owed: Vec<RecordBody>,
+    /// Appends in the last batch: callers likely to send again right away.
+    expect: usize,
+    /// How long the last write and sync took.
+    last_write: Duration,
 }
 
 /// Where the chain is while a batch is being encoded.
@@ -89,6 +93,8 @@ impl Writer {
             failed: None,
             buf: Vec::new(),
             owed: Vec::new(),
+            expect: 0,
+            last_write: Duration::ZERO,
         }
     }
 
@@ -115,14 +121,12 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            let mut batch: Vec<Request> = first.into_iter().collect();
-            while batch.len() < MAX_BATCH && !matches!(batch.last(), Some(Request::Close { .. })) {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
+            let batch = self.gather(first, &rx);
             let closing = matches!(batch.last(), Some(Request::Close { .. }));
+            self.expect = batch
+                .iter()
+                .filter(|r| matches!(r, Request::Append { .. }))
+                .count();
             self.batch(batch);
             if closing {
                 return;
@@ -131,6 +135,48 @@ impl Writer {
         // Every handle dropped without `close`: seal anyway.
         let (_t, done) = ticket::pair(Arc::from(self.seg.path()));
         self.batch(vec![Request::Close { done }]);
+    }
+
+    /// Everything waiting, up to [`MAX_BATCH`]. When fewer appends than the
+    /// last batch had are here, linger briefly for the rest: those callers
+    /// were just released and are about to send their next record, and one
+    /// sync for all of them beats one for the first few. The linger is at
+    /// most half the last write-and-sync time (and 1 ms), so a lone caller
+    /// (last batch: one append) never waits.
+    fn gather(&mut self, first: Option<Request>, rx: &mpsc::Receiver<Request>) -> Vec<Request> {
+        let mut batch: Vec<Request> = first.into_iter().collect();
+        let linger = (self.last_write / 2).min(Duration::from_millis(1));
+        let deadline = Instant::now() + linger;
+        let appends = |b: &[Request]| {
+            b.iter()
+                .filter(|r| matches!(r, Request::Append { .. }))
+                .count()
+        };
+        while batch.len() < MAX_BATCH {
+            if matches!(
+                batch.last(),
+                Some(Request::Close { .. } | Request::Rotate { .. })
+            ) {
+                break;
+            }
+            let next = match rx.try_recv() {
+                Ok(r) => Some(r),
+                Err(_) if self.expect > 1 && appends(&batch) < self.expect => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        None
+                    } else {
+                        rx.recv_timeout(left).ok()
+                    }
+                }
+                Err(_) => None,
+            };
+            match next {
+                Some(r) => batch.push(r),
+                None => break,
+            }
+        }
+        batch
     }
 
     /// Time left before a periodic checkpoint is due, when one can be.
@@ -235,7 +281,10 @@ impl Writer {
             tail: cur.tail,
             continues: None,
         };
-        match self.seg.append(head, &self.buf, new) {
+        let started = Instant::now();
+        let r = self.seg.append(head, &self.buf, new);
+        self.last_write = started.elapsed();
+        match r {
             Ok(()) => Ok(()),
             Err((e, fatal)) => {
                 if fatal {

@@ -74,7 +74,8 @@ pub struct Trail {
 impl Trail {
     /// Open (or create) the trail: take the lock, recover a torn tail, check
     /// what a signing writer is about to vouch for, finish an interrupted
-    /// rotation, and start the writer thread.
+    /// rotation, and start the writer thread. Blocking (file I/O, up to the
+    /// lock timeout): from async code call it in `spawn_blocking`.
     pub fn open(mut opts: TrailOptions) -> Result<Trail, AuditError> {
         let path: Arc<Path> = Arc::from(opts.path.as_path());
         let key = opts.signing_key.take().map(|k| {
@@ -187,9 +188,21 @@ impl Trail {
 
     /// Seal the trail (a `close` checkpoint with a key, unless the file
     /// already ends in a closing one) and stop the writer. Later appends fail
-    /// with [`AuditError::Closed`].
+    /// with [`AuditError::Closed`]. Blocks; from async code use
+    /// [`Trail::close_async`].
     pub fn close(&self) -> Result<(), AuditError> {
         let r = self.send(|done| Request::Close { done }).wait();
+        self.finish(r)
+    }
+
+    /// [`Trail::close`] for async code: awaits the final sync.
+    pub async fn close_async(&self) -> Result<(), AuditError> {
+        let r = self.send(|done| Request::Close { done }).await;
+        self.finish(r)
+    }
+
+    /// After the writer answered `Close`: reap its thread (already done).
+    fn finish(&self, r: Result<Appended, AuditError>) -> Result<(), AuditError> {
         let handle = self
             .thread
             .lock()

@@ -112,10 +112,10 @@ fn async_appends_do_not_block_the_runtime() {
             t.await.unwrap();
             n += 1;
         }
+        trail.close_async().await.unwrap();
         n
     });
     assert_eq!(n, 32);
-    trail.close().unwrap();
     assert!(verify(&path, false).ok);
 }
 
