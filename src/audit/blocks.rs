@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -37,16 +38,38 @@ pub struct Block {
     /// block, what is wrong). Lines whose record layout is wrong may or may
     /// not be flagged; the layout is the verifier's to check first.
     pub bad_json: Option<(usize, String)>,
-    /// Per line: SHA-256 of the line without its last 75 bytes (the hashing
-    /// rule of [`line`]); lines shorter than that get
-    /// [`RecordHash::GENESIS`].
-    pub hashes: Vec<RecordHash>,
+    /// Per line, for the lines the helper hashed: SHA-256 of the line
+    /// without its last 75 bytes (the hashing rule of [`line`]).
+    hashes: Vec<Option<RecordHash>>,
+    /// Lines whose index modulo 16 is below this are hashed by the helper.
+    share: usize,
+    /// Time the helper spent on the block.
+    helper_time: Duration,
 }
 
 impl Block {
     /// The block's bytes: whole lines, each ending in `\n`.
     pub fn bytes(&self) -> &[u8] {
         &self.data[..self.len]
+    }
+
+    /// The hash of line `i` (`line` is its bytes): computed by the helper, or
+    /// now.
+    pub fn hash(&self, i: usize, line: &[u8]) -> RecordHash {
+        match self.hashes.get(i) {
+            Some(Some(h)) => *h,
+            _ => hash_line(line),
+        }
+    }
+}
+
+/// SHA-256 of a record line without its last 75 bytes (the hashing rule);
+/// [`RecordHash::GENESIS`] for a line too short to be a record.
+fn hash_line(l: &[u8]) -> RecordHash {
+    const HASH_MEMBER_LEN: usize = 75;
+    match l.len().checked_sub(HASH_MEMBER_LEN) {
+        Some(n) => RecordHash::from_digest(&Sha256::digest(&l[..n]).into()),
+        None => RecordHash::GENESIS,
     }
 }
 
@@ -70,6 +93,7 @@ pub fn for_each(
 ) -> io::Result<End> {
     if !parallel {
         let mut reader = Reader::new(input);
+        reader.share = 16;
         while let Some(mut b) = reader.next_block()? {
             precheck(&mut b);
             let go_on = f(&b);
@@ -85,7 +109,9 @@ pub fn for_each(
         let (helper_out, from_helper) = mpsc::sync_channel::<Block>(1);
         s.spawn(move || {
             for mut b in helper_in {
+                let t = Instant::now();
                 precheck(&mut b);
+                b.helper_time = t.elapsed();
                 if helper_out.send(b).is_err() {
                     break;
                 }
@@ -113,7 +139,15 @@ pub fn for_each(
                 .recv()
                 .map_err(|_| io::Error::other("the JSON checker thread stopped"))?;
             pending -= 1;
+            let t = Instant::now();
             let go_on = f(&b);
+            // Balance the hashing between the two threads: whichever took
+            // longer on this block hashes a sixteenth less of the next ones.
+            if b.helper_time > t.elapsed() {
+                reader.share = reader.share.saturating_sub(1);
+            } else {
+                reader.share = (reader.share + 1).min(16);
+            }
             reader.recycle(b);
             if !go_on {
                 return Ok(End::Clean);
@@ -122,18 +156,15 @@ pub fn for_each(
     })
 }
 
-/// Hash every line; note the first line whose JSON is bad.
+/// Hash the helper's share of the lines; note the first line whose JSON is
+/// bad.
 fn precheck(b: &mut Block) {
-    const HASH_MEMBER_LEN: usize = 75;
     let mut start = 0;
     b.hashes.clear();
     for (i, nl) in memchr::memchr_iter(b'\n', &b.data[..b.len]).enumerate() {
         let l = &b.data[start..nl];
         start = nl + 1;
-        b.hashes.push(match l.len().checked_sub(HASH_MEMBER_LEN) {
-            Some(n) => RecordHash::from_digest(&Sha256::digest(&l[..n]).into()),
-            None => RecordHash::GENESIS,
-        });
+        b.hashes.push((i % 16 < b.share).then(|| hash_line(l)));
         if b.bad_json.is_none()
             && let Some(m) = line::members(l)
             && let Err(e) = json_syntax::check_members(m)
@@ -147,7 +178,9 @@ struct Reader<'a> {
     input: &'a mut dyn Read,
     /// Bytes read but not yet handed out (a partial line).
     carry: Vec<u8>,
-    spare: VecDeque<(Vec<u8>, Vec<RecordHash>)>,
+    spare: VecDeque<(Vec<u8>, Vec<Option<RecordHash>>)>,
+    /// The helper's share of the hashing, in sixteenths.
+    share: usize,
     offset: u64,
     eof: bool,
     end: End,
@@ -159,6 +192,7 @@ impl<'a> Reader<'a> {
             input,
             carry: Vec::new(),
             spare: VecDeque::new(),
+            share: 8,
             offset: 0,
             eof: false,
             end: End::Clean,
@@ -214,6 +248,8 @@ impl<'a> Reader<'a> {
             offset: self.offset,
             bad_json: None,
             hashes,
+            share: self.share,
+            helper_time: Duration::ZERO,
         };
         self.offset += len as u64;
         Ok(Some(b))

@@ -115,7 +115,7 @@ impl Verifier {
             let mut start = 0;
             for (i, nl) in memchr::memchr_iter(b'\n', bytes).enumerate() {
                 let bad_json = b.bad_json.as_ref().filter(|(at, _)| *at == i);
-                let hash = b.hashes[i];
+                let hash = b.hash(i, &bytes[start..nl]);
                 self.line(
                     path,
                     number,
