@@ -559,7 +559,6 @@ fn a_second_writer_waits_for_the_lock_then_fails_clearly() {
     append(&trail, &[denial("r", "t", "/a", 0)], &[]);
     let held = std::fs::File::open(&trail).unwrap();
     held.lock().unwrap();
-    let start = Instant::now();
     let out = output(&mut append_cmd(
         &trail,
         &[denial("r", "t", "/b", 0)],
@@ -567,11 +566,7 @@ fn a_second_writer_waits_for_the_lock_then_fails_clearly() {
     ));
     assert_code(&out, 1);
     assert!(
-        start.elapsed() >= Duration::from_millis(900),
-        "did not wait"
-    );
-    assert!(
-        stderr(&out).contains("is locked by another writer"),
+        stderr(&out).contains("is locked by another writer and was not released within 1s"),
         "{}",
         stderr(&out)
     );
