@@ -217,9 +217,13 @@ impl Writer {
         // Notes of a batch that failed to write are still owed.
         notes.splice(0..0, self.owed.drain(..));
         let rotate_now = items.iter().any(|i| matches!(i, Request::Rotate { .. }));
+        // Rotation by size or age only when records are about to be written.
+        let writes = items
+            .iter()
+            .any(|i| matches!(i, Request::Append { .. } | Request::Checkpoint { .. }));
         if head.tail == Tail::Rotated {
             head = self.finish_rotation(&head)?;
-        } else if head.end > 0 && (rotate_now || self.rotation_due(&head)?) {
+        } else if head.end > 0 && (rotate_now || writes && self.rotation_due(&head)?) {
             head = self.rotate(&head)?;
         }
         self.buf.clear();

@@ -283,7 +283,7 @@ impl Verifier {
                 }
             }
         }
-        if self.end == FileEnd::Rotated && p.kind != "checkpoint" {
+        if !first_in_file && self.end == FileEnd::Rotated && p.kind != "checkpoint" {
             let d = "only a rotation checkpoint may follow a `rotated` record".into();
             return self.fault_at(at, Some(p.seq), FaultKind::BrokenLink, d);
         }

@@ -328,3 +328,48 @@ fn a_damaged_last_record_fails_closed() {
         "{err}"
     );
 }
+
+#[test]
+fn periodic_checkpoints_come_by_time_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut o = opts(&path, true);
+    o.checkpoint_every = 0;
+    o.checkpoint_interval = Some(std::time::Duration::from_millis(20));
+    let t = Trail::open(o).unwrap();
+    t.append(note(1)).unwrap();
+    // The writer thread wakes up by itself once the interval has passed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while kinds(&path).len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        kinds(&path),
+        ["checkpoint", "supervisor-stopped", "checkpoint"]
+    );
+    let last = fs::read_to_string(&path).unwrap();
+    assert!(
+        last.lines()
+            .last()
+            .unwrap()
+            .contains("\"reason\":\"periodic\"")
+    );
+    t.close().unwrap();
+    assert!(verify(&path, true).ok);
+}
+
+#[test]
+fn rotation_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut o = opts(&path, false);
+    o.rotate_age = Some(std::time::Duration::ZERO);
+    let t = Trail::open(o).unwrap();
+    for i in 0..3 {
+        t.append(note(i)).unwrap();
+    }
+    t.close().unwrap();
+    // Every batch found a file old enough to rotate.
+    assert_eq!(trail_files(&path).len(), 3);
+    assert!(verify(&path, false).ok);
+}
