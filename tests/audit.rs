@@ -317,6 +317,13 @@ fn show_filters_and_never_prints_control_characters() {
         assert!(stored.iter().any(|s| s == l));
     }
     assert_eq!(json.lines().count(), 2);
+    let typo = output(enforcecore(["audit", "show", "--kind", "denials"]).arg(&trail));
+    assert_code(&typo, 1);
+    assert!(
+        stderr(&typo).contains("unknown record kind `denials`"),
+        "{}",
+        stderr(&typo)
+    );
     let bad = output(enforcecore(["audit", "show", "--since", "soonish"]).arg(&trail));
     assert_code(&bad, 1);
     assert!(stderr(&bad).contains("RFC 3339"), "{}", stderr(&bad));

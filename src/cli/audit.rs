@@ -14,6 +14,7 @@ use clap::{Args, Subcommand};
 
 use crate::audit::follow::Follower;
 use crate::audit::reader::{self, Filter, Record};
+use crate::audit::record::KINDS;
 use crate::audit::verify;
 use crate::audit::{RecordBody, Ticket, Trail, TrailOptions, keys, summary};
 
@@ -196,6 +197,12 @@ fn filter(a: &FilterArgs) -> anyhow::Result<Filter> {
     let now = SystemTime::now();
     let time = |s: &Option<String>| s.as_deref().map(|s| reader::parse_time(s, now)).transpose();
     let mut kinds = a.kind.clone();
+    if let Some(k) = kinds.iter().find(|k| !KINDS.contains(&k.as_str())) {
+        bail!(
+            "unknown record kind `{k}` for --kind; kinds are: {}",
+            KINDS.join(", ")
+        );
+    }
     if a.denials {
         kinds.push("denial".into());
     }
