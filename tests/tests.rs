@@ -6,6 +6,7 @@
 
 mod util;
 
+mod audit;
 mod cgroup;
 mod policy;
 mod run;
