@@ -12,9 +12,7 @@
 # except apt's own download cache.
 set -euo pipefail
 
-dest=${1:?usage: fetch-qemu.sh DEST}
-mkdir -p "$dest"
-dest=$(cd "$dest" && pwd)
+dest=$(realpath -m "${1:?usage: fetch-qemu.sh DEST}")
 work="$dest.partial"
 rm -rf "$work"
 mkdir -p "$work/debs" "$work/root"
@@ -26,6 +24,12 @@ roots=(qemu-system-x86 qemu-system-data seabios)
 # and usb stacks that a headless serial-console guest never loads: take the
 # package, not its dependencies.
 nodeps=" qemu-system-common "
+
+policy=$(apt-cache policy qemu-system-x86 2>/dev/null || true)
+if [[ $policy != *"Candidate: "[0-9]* ]]; then
+    echo "fetch-qemu: apt knows no qemu-system-x86; run 'apt-get update' first" >&2
+    exit 1
+fi
 
 installed() {
     dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | grep -q '^ii'

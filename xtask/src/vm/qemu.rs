@@ -65,6 +65,7 @@ pub fn ensure(sources: &Path, vm_dir: &Path) -> Result<Qemu> {
         eprintln!("xtask: unpacking qemu-system-x86_64 into {}", dir.display());
         crate::run(Command::new("bash").arg(&script).arg(&dir))?;
     }
+    prune(vm_dir, &dir);
     let text = std::fs::read_to_string(&env_file)
         .with_context(|| format!("cannot read {}", env_file.display()))?;
     let qemu = from_env_file(&text).with_context(|| format!("in {}", env_file.display()))?;
@@ -76,6 +77,22 @@ pub fn ensure(sources: &Path, vm_dir: &Path) -> Result<Qemu> {
         );
     }
     Ok(qemu)
+}
+
+/// Remove emulators unpacked by other versions of `fetch-qemu.sh`.
+fn prune(vm_dir: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(vm_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path != keep && entry.file_name().to_string_lossy().starts_with("qemu-") {
+            eprintln!("xtask: removing the old emulator {}", path.display());
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                eprintln!("xtask: warning: cannot remove {}: {e}", path.display());
+            }
+        }
+    }
 }
 
 /// Read the `KEY=value` lines `fetch-qemu.sh` writes.
