@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# The vm-test guest script: runs inside the Debian guest as a systemd service
+# (enforcecore-vm-test.service), as root, after boot. Its stdout is the host's
+# view of the test; the last line it prints is the verdict marker
+#   ENFORCECORE-VM-TEST: PASS
+#   ENFORCECORE-VM-TEST: FAIL step=NAME exit=N
+# which `cargo xtask vm-test` parses.
+#
+# Layout of the payload disk (mounted read-only at $PAYLOAD):
+#   guest-test.sh       this script
+#   bin/enforcecore     the release binary under test
+#   policies/           the repository's policies/ (if any)
+#   systemd/            the repository's systemd/ units (if any)
+#   expected-version    what `enforcecore --version` must print
+#
+# Adding a step: write a function `step_NAME` and add NAME to STEPS below. A step
+# fails by returning non-zero (set -e does it for any failing command), or by
+# calling `fail "what went wrong"`. A step whose feature is not in this build yet
+# calls `skip "why"` and returns 0; skips are listed in the summary.
+set -euo pipefail
+
+PAYLOAD=${PAYLOAD:-/opt/enforcecore-test}
+EC=/usr/bin/enforcecore
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+STEPS=(
+    systemd_pid1
+    cgroup_v2
+    cgroup_v2_limits
+    landlock
+    install
+    version
+    policy_check
+    doctor
+    run_echo
+)
+
+CURRENT_STEP=setup
+STEP_SKIPPED=0
+SKIPPED=()
+PASSED=()
+
+step_header() {
+    CURRENT_STEP=$1
+    printf '\n=== step %s (t=%ss)\n' "$1" "$SECONDS"
+}
+
+skip() {
+    echo "--- SKIP $CURRENT_STEP: $*"
+    SKIPPED+=("$CURRENT_STEP: $*")
+    STEP_SKIPPED=1
+}
+
+fail() {
+    echo "--- FAIL $CURRENT_STEP: $*" >&2
+    return 1
+}
+
+# expect_eq WHAT ACTUAL EXPECTED
+expect_eq() {
+    if [[ $2 != "$3" ]]; then
+        fail "$1: expected '$3', got '$2'"
+    fi
+    echo "ok: $1 = '$2'"
+}
+
+# expect_words WHAT LIST WORD...: every WORD is in the space-separated LIST
+expect_words() {
+    local what=$1 haystack=$2 word
+    shift 2
+    for word in "$@"; do
+        if [[ " $haystack " != *" $word "* ]]; then
+            fail "$what: '$word' missing from '$haystack'"
+        fi
+    done
+    echo "ok: $what has $*"
+}
+
+# Does the binary implement this subcommand (and not only its skeleton)?
+# has_option SUBCOMMAND... -- OPTION: `enforcecore SUBCOMMAND --help` lists OPTION.
+has_option() {
+    local args=() opt
+    while [[ $1 != -- ]]; do args+=("$1"); shift; done
+    opt=$2
+    "$EC" "${args[@]}" --help 2>/dev/null | grep -q -- "$opt"
+}
+
+# The skeleton's placeholder for a subcommand that is not written yet.
+NOT_YET='is not available in this build yet'
+
+on_exit() {
+    local rc=$?
+    set +e
+    if ((rc != 0)); then
+        echo
+        echo "=== diagnostics after failure in step $CURRENT_STEP (exit $rc)"
+        echo "--- systemctl --failed"
+        systemctl --failed --no-pager
+        echo "--- journal (this boot, warnings and worse, last 80 lines)"
+        journalctl -b --no-pager -p warning -n 80
+        echo
+        echo "ENFORCECORE-VM-TEST: FAIL step=$CURRENT_STEP exit=$rc"
+    else
+        echo
+        echo "=== summary: ${#PASSED[@]} steps passed, ${#SKIPPED[@]} skipped (t=${SECONDS}s)"
+        local s
+        for s in "${SKIPPED[@]}"; do echo "skipped: $s"; done
+        echo "ENFORCECORE-VM-TEST: PASS"
+    fi
+    exit "$rc"
+}
+trap on_exit EXIT
+
+# --- steps ------------------------------------------------------------------
+
+step_systemd_pid1() {
+    local exe state
+    exe=$(readlink /proc/1/exe)
+    expect_eq "PID 1" "$exe" /usr/lib/systemd/systemd
+    systemctl --version | head -n 1
+    local version
+    version=$(systemctl --version | awk 'NR == 1 { print $2 }')
+    ((version >= 257)) || fail "systemd $version, want >= 257"
+    # Wait for boot to finish; this service is Type=simple, so it is not a job
+    # the boot waits for.
+    state=$(timeout 300 systemctl is-system-running --wait || true)
+    if [[ $state != running ]]; then
+        systemctl --failed --no-pager || true
+        fail "system state '$state', want 'running'"
+    fi
+    echo "ok: system state running"
+    uname -r
+}
+
+step_cgroup_v2() {
+    expect_eq "/sys/fs/cgroup type" "$(stat -fc %T /sys/fs/cgroup)" cgroup2fs
+    # No v1 hierarchy anywhere.
+    if grep -E '^[^ ]+ [^ ]+ cgroup ' /proc/mounts; then
+        fail "cgroup v1 hierarchies are mounted"
+    fi
+    expect_words "root cgroup.controllers" "$(cat /sys/fs/cgroup/cgroup.controllers)" cpu memory pids
+    # This service's own cgroup: systemd placed us under system.slice.
+    expect_eq "own cgroup" "$(cat /proc/self/cgroup)" "0::/system.slice/enforcecore-vm-test.service"
+}
+
+# systemd delegates the v2 controllers: a transient scope gets the limits it asks for.
+step_cgroup_v2_limits() {
+    local unit=ec-vmtest-limits.scope cg
+    systemd-run --quiet --scope --unit="$unit" -p MemoryMax=64M -p TasksMax=16 -p CPUQuota=50% \
+        sleep 30 &
+    local pid=$!
+    # The scope exists once systemd-run has moved the sleep into it.
+    for _ in $(seq 1 50); do
+        systemctl is-active --quiet "$unit" && break
+        sleep 0.2
+    done
+    systemctl is-active --quiet "$unit" || fail "$unit did not start"
+    cg=/sys/fs/cgroup$(systemctl show -P ControlGroup "$unit")
+    expect_eq "memory.max" "$(cat "$cg/memory.max")" 67108864
+    expect_eq "pids.max" "$(cat "$cg/pids.max")" 16
+    expect_eq "cpu.max" "$(cat "$cg/cpu.max")" "50000 100000"
+    systemctl stop "$unit"
+    wait "$pid" || true
+}
+
+step_landlock() {
+    expect_words "active LSMs" "$(tr , ' ' </sys/kernel/security/lsm)" landlock
+    # landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) returns the ABI.
+    local abi
+    abi=$(python3 -c '
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_landlock_create_ruleset = 444
+abi = libc.syscall(SYS_landlock_create_ruleset, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+if abi < 0:
+    raise SystemExit("landlock_create_ruleset: " + os.strerror(ctypes.get_errno()))
+print(abi)
+')
+    ((abi >= 7)) || fail "Landlock ABI $abi, want >= 7"
+    echo "ok: Landlock ABI $abi"
+}
+
+step_install() {
+    install -m 755 "$PAYLOAD/bin/enforcecore" "$EC"
+    if [[ -d $PAYLOAD/systemd ]] && compgen -G "$PAYLOAD/systemd/*" >/dev/null; then
+        install -d /usr/local/share/enforcecore/systemd
+        cp -a "$PAYLOAD/systemd/." /usr/local/share/enforcecore/systemd/
+        echo "systemd units staged:" /usr/local/share/enforcecore/systemd/*
+    fi
+    install -d /etc/enforcecore
+    if [[ -d $PAYLOAD/policies ]]; then
+        cp -a "$PAYLOAD/policies/." /etc/enforcecore/
+    fi
+    echo "installed $EC; policies under /etc/enforcecore: $(find /etc/enforcecore -name '*.yaml' | wc -l) files"
+}
+
+step_version() {
+    expect_eq "enforcecore --version" "$("$EC" --version)" "$(cat "$PAYLOAD/expected-version")"
+}
+
+step_policy_check() {
+    if ! "$EC" policy check --help >/dev/null 2>&1; then
+        skip "no 'policy check' subcommand in this build"
+        return 0
+    fi
+    local files=()
+    mapfile -t files < <(find /etc/enforcecore -name '*.yaml' | sort)
+    if ((${#files[@]} == 0)); then
+        skip "no policies/*.yaml in the repository"
+        return 0
+    fi
+    "$EC" policy check "${files[@]}"
+    echo "ok: ${#files[@]} policies check"
+}
+
+step_doctor() {
+    local out rc=0
+    out=$("$EC" doctor 2>&1) || rc=$?
+    if ((rc != 0)) && [[ $out == *"$NOT_YET"* ]]; then
+        skip "'doctor' is not implemented in this build"
+        return 0
+    fi
+    echo "$out"
+    ((rc == 0)) || fail "enforcecore doctor exited $rc"
+}
+
+step_run_echo() {
+    if ! has_option run -- --policy; then
+        skip "'run --policy' is not implemented in this build"
+        return 0
+    fi
+    local policy
+    policy=$(find /etc/enforcecore -name strict.yaml | sort | head -n 1)
+    if [[ -z $policy ]]; then
+        skip "no strict.yaml among the policies"
+        return 0
+    fi
+    local out rc=0
+    out=$("$EC" run --policy "$policy" -- /bin/echo hello) || rc=$?
+    ((rc == 0)) || fail "enforcecore run exited $rc"
+    expect_eq "output of /bin/echo hello under $policy" "$out" hello
+}
+
+# --- main -------------------------------------------------------------------
+
+echo "vm-test guest: $(uname -srm), $(nproc) CPUs, $(awk '/MemTotal/ { print $2 / 1024 " MiB" }' /proc/meminfo)"
+for name in "${STEPS[@]}"; do
+    step_header "$name"
+    STEP_SKIPPED=0
+    "step_$name"
+    ((STEP_SKIPPED)) || PASSED+=("$name")
+done
+CURRENT_STEP="(all done)"
