@@ -10,6 +10,7 @@
 //! This module owns the data shape only. It must never touch the kernel and never
 //! read files; loading lives in the sibling modules.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
@@ -23,7 +24,9 @@ use crate::sandbox::syscalls::SyscallGroup;
 /// Where a rule came from: the policy file and the position of its YAML node.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Origin {
-    /// Canonical path of the policy file.
+    /// The policy file as it was reached: the path given to the loader, or for
+    /// a base, that file's directory joined with the `extends` value.
+    /// `Policy::sources` holds the canonical paths.
     pub file: PathBuf,
     /// 1-based line; 0 when the value was a built-in default.
     pub line: u32,
@@ -42,6 +45,42 @@ impl Origin {
     }
 }
 
+thread_local! {
+    /// Set while [`canonical`] runs on this thread.
+    static CANONICAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with canonical serialization on this thread: every [`Sourced`]
+/// serializes as its bare value, and origins, `Policy::hash` and
+/// `Policy::sources` are left out. The policy hash is computed over this form.
+pub fn canonical<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CANONICAL.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(CANONICAL.with(|c| c.replace(true)));
+    f()
+}
+
+fn omit<T>(_: &T) -> bool {
+    CANONICAL.with(Cell::get)
+}
+
+impl<T: Serialize> Serialize for Sourced<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        if omit(&()) {
+            return self.value.serialize(s);
+        }
+        let mut st = s.serialize_struct("Sourced", 2)?;
+        st.serialize_field("value", &self.value)?;
+        st.serialize_field("origin", &self.origin)?;
+        st.end()
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
@@ -53,7 +92,10 @@ impl fmt::Display for Origin {
 }
 
 /// A value together with the place in a policy file that set it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+///
+/// Serializes as `{"value": ..., "origin": ...}`, or as the bare value while
+/// [`canonical`] serialization is in progress.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sourced<T> {
     /// The value.
     pub value: T,
@@ -70,8 +112,11 @@ pub struct Policy {
     pub name: String,
     /// SHA-256 (hex) of the canonical JSON form of the effective policy. Audit
     /// records and `reload` name a policy by this hash.
+    #[serde(skip_serializing_if = "omit")]
     pub hash: String,
-    /// Every file of the `extends` chain, base first, the loaded file last.
+    /// Every file of the `extends` chain, base first, the loaded file last
+    /// (canonical paths).
+    #[serde(skip_serializing_if = "omit")]
     pub sources: Vec<PathBuf>,
     /// Kernel features the policy demands beyond what its rules imply.
     pub requires: Requirements,
@@ -118,6 +163,61 @@ pub struct Sandbox {
     pub env: Env,
     /// The per-run scratch directory (`${RUN_DIR}`), the tool's working directory.
     pub run_dir: RunDir,
+    /// The policy's explicit kernel requirements (a copy of
+    /// [`Policy::requires`], so that a sandbox is self-contained).
+    pub requires: Requirements,
+}
+
+impl Sandbox {
+    /// The lowest Landlock ABI that can enforce this sandbox in full: the
+    /// highest of what the filesystem rights need ([`FsAccess::min_abi`]), 4
+    /// for TCP port rules, 6 for scopes, and `requires.landlock_abi`. A kernel
+    /// below it must fail the run closed.
+    pub fn min_landlock_abi(&self) -> u8 {
+        let fs = self
+            .filesystem
+            .rules
+            .iter()
+            .map(|r| r.access.min_abi())
+            .max()
+            .unwrap_or(1);
+        // Without any TCP grant, Landlock ABI 4 still lets the ruleset handle
+        // (deny) TCP bind/connect; with an inet family allowed that matters.
+        let inet = self
+            .network
+            .families
+            .iter()
+            .any(|f| matches!(f.value, SocketFamily::Inet | SocketFamily::Inet6));
+        let net =
+            if !self.network.tcp_connect.is_empty() || !self.network.tcp_bind.is_empty() || inet {
+                4
+            } else {
+                1
+            };
+        let scopes = if self.scopes.signals.value || self.scopes.abstract_unix.value {
+            6
+        } else {
+            1
+        };
+        let explicit = self.requires.landlock_abi.as_ref().map_or(1, |r| r.value);
+        fs.max(net).max(scopes).max(explicit)
+    }
+}
+
+impl Policy {
+    /// A named tool.
+    pub fn tool(&self, name: &str) -> Option<&Tool> {
+        self.tools.get(name)
+    }
+
+    /// The sandbox of a run: the named tool's effective sandbox, or the default
+    /// sandbox when no tool is named. `None` when the tool does not exist.
+    pub fn sandbox_for(&self, tool: Option<&str>) -> Option<&Sandbox> {
+        match tool {
+            None => Some(&self.sandbox),
+            Some(t) => self.tools.get(t).map(|t| &t.sandbox),
+        }
+    }
 }
 
 /// User and group a tool runs as. Supplementary groups are always cleared.
@@ -312,6 +412,21 @@ pub struct PathRule {
     /// failing the run. Useful for `/lib64` on distributions without it.
     pub optional: bool,
     /// Where the rule was written.
+    #[serde(skip_serializing_if = "omit")]
+    pub origin: Origin,
+}
+
+/// A [`PathRule`] with its variables substituted, ready for Landlock
+/// (see `Filesystem::expand`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExpandedRule {
+    /// Absolute path, no `.` or `..` components.
+    pub path: PathBuf,
+    /// Rights granted on it.
+    pub access: FsAccess,
+    /// Skip (and report) when missing.
+    pub optional: bool,
+    /// Where the rule was written.
     pub origin: Origin,
 }
 
@@ -474,6 +589,7 @@ pub struct CustomDetector {
     /// Optional checksum validator applied to each match.
     pub validator: Option<Validator>,
     /// Where it was written.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 
@@ -535,6 +651,7 @@ pub struct RateLimit {
     /// Bucket size (defaults to `count`).
     pub burst: u32,
     /// Where it was written.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 
@@ -556,6 +673,7 @@ pub struct Tool {
     /// Cap on concurrent runs of this tool (daemon).
     pub max_concurrent: Option<Sourced<u32>>,
     /// Where the tool was defined.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 
@@ -575,6 +693,7 @@ pub struct Agent {
     /// Cap on the agent's concurrent runs.
     pub max_concurrent: Option<u32>,
     /// Where the agent was defined.
+    #[serde(skip_serializing_if = "omit")]
     pub origin: Origin,
 }
 

@@ -5,6 +5,7 @@ use anyhow::{Result, bail};
 
 mod audit;
 mod daemon;
+mod policy;
 mod redact;
 mod spawn;
 
@@ -15,6 +16,7 @@ pub fn main(args: &[String]) -> Result<()> {
         Some("redact") => redact::main(&args[1..]),
         Some("audit") => audit::main(&args[1..]),
         Some("daemon") => daemon::main(&args[1..]),
-        _ => bail!("usage: cargo xtask bench <spawn|redact|audit|daemon>"),
+        Some("policy") => policy::main(&args[1..]),
+        _ => bail!("usage: cargo xtask bench <spawn|redact|audit|daemon|policy>"),
     }
 }
