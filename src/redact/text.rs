@@ -104,15 +104,6 @@ pub(crate) enum Ch {
 }
 
 impl Ch {
-    /// The ASCII byte, if this is one.
-    #[inline]
-    pub fn ascii(self) -> Option<u8> {
-        match self {
-            Ch::Ascii(b) => Some(b),
-            _ => None,
-        }
-    }
-
     /// True for characters that continue a word (letters, digits, `_`).
     #[inline]
     pub fn is_word(self) -> bool {
@@ -200,8 +191,16 @@ pub(crate) fn decode_back(w: &Window, end: usize) -> Option<(Ch, usize)> {
 
 /// The next character at or after `i` that is not ignorable: the character,
 /// where it starts and where it ends. `None` at the end of the stream.
-#[inline]
-pub(crate) fn next_visible(w: &Window, mut i: usize) -> Res<Option<(Ch, usize, usize)>> {
+#[inline(always)]
+pub(crate) fn next_visible(w: &Window, i: usize) -> Res<Option<(Ch, usize, usize)>> {
+    match w.bytes.get(i) {
+        Some(&b) if b < 0x80 => Ok(Some((Ch::Ascii(b), i, i + 1))),
+        _ => next_visible_slow(w, i),
+    }
+}
+
+#[inline(never)]
+fn next_visible_slow(w: &Window, mut i: usize) -> Res<Option<(Ch, usize, usize)>> {
     loop {
         match decode(w, i)? {
             None => return Ok(None),
@@ -215,6 +214,9 @@ pub(crate) fn next_visible(w: &Window, mut i: usize) -> Res<Option<(Ch, usize, u
 /// most `limit` bytes: the character and where it starts.
 #[inline]
 pub(crate) fn prev_visible(w: &Window, mut end: usize, limit: usize) -> Option<(Ch, usize)> {
+    if end > 0 && w.bytes[end - 1] < 0x80 {
+        return Some((Ch::Ascii(w.bytes[end - 1]), end - 1));
+    }
     let floor = end.saturating_sub(limit);
     while end > floor {
         let (c, n) = decode_back(w, end)?;

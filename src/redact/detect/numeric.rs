@@ -49,8 +49,8 @@ struct Group {
     start: usize,
     end: usize,
     /// Index of its first digit in `Span::digits` and its digit count.
-    d0: usize,
-    dn: usize,
+    d0: u8,
+    dn: u8,
     /// Separator before it (none for the first group).
     sep: Sep,
 }
@@ -71,12 +71,12 @@ struct Span {
 
 impl Span {
     fn digits(&self, g0: usize, g1: usize) -> &[u8] {
-        let a = self.groups[g0].d0;
-        let b = self.groups[g1].d0 + self.groups[g1].dn;
+        let a = usize::from(self.groups[g0].d0);
+        let b = usize::from(self.groups[g1].d0 + self.groups[g1].dn);
         &self.digits[a..b]
     }
     fn dlens(&self, g0: usize, n: usize) -> impl Iterator<Item = usize> + '_ {
-        self.groups[g0..g0 + n].iter().map(|g| g.dn)
+        self.groups[g0..g0 + n].iter().map(|g| usize::from(g.dn))
     }
 }
 
@@ -92,10 +92,79 @@ pub(crate) fn at_run_end(w: &Window, end: usize) -> Res<Option<Hit>> {
             return Ok(None);
         }
     }
-    if s == end {
+    if s == end || !plausible(w.bytes, s) {
         return Ok(None);
     }
     analyze(w, s)
+}
+
+/// A quick look at a plain-ASCII span that rules out most ordinary numbers
+/// (dates, times, versions, prices, counters) before the full reading: `false`
+/// only when no detector could match any run of its groups. Anything unusual
+/// (non-ASCII, a `+` or `(` before it, the end of the window) says `true`.
+fn plausible(b: &[u8], s: usize) -> bool {
+    if s > 0 && matches!(b[s - 1], b'+' | b'(' | 0x80..) {
+        return true;
+    }
+    let mut lens = [0usize; MAX_GROUPS];
+    let mut dot_after = [false; MAX_GROUPS];
+    let mut breaks = [false; MAX_GROUPS];
+    let mut ng = 0;
+    let mut p = s;
+    loop {
+        let from = p;
+        while b.get(p).is_some_and(u8::is_ascii_digit) {
+            p += 1;
+        }
+        let Some(&c0) = b.get(p) else { return true };
+        if c0 >= 0x80 || ng == MAX_GROUPS {
+            return true;
+        }
+        lens[ng] = p - from;
+        ng += 1;
+        if !SEPS.contains(&c0) {
+            break;
+        }
+        let Some(&c1) = b.get(p + 1) else { return true };
+        let (next, brk) = if c1.is_ascii_digit() {
+            (p + 1, matches!(c0, b' ' | b'('))
+        } else if SEPS.contains(&c1) {
+            match b.get(p + 2) {
+                None => return true,
+                Some(&c2) if c2 >= 0x80 => return true,
+                Some(c2) if c2.is_ascii_digit() => (
+                    p + 2,
+                    matches!(c0, b' ' | b'(') || matches!(c1, b' ' | b'('),
+                ),
+                Some(_) => break,
+            }
+        } else if c1 >= 0x80 {
+            return true;
+        } else {
+            break;
+        };
+        dot_after[ng - 1] = c0 == b'.';
+        if ng < MAX_GROUPS {
+            breaks[ng] = brk;
+        }
+        p = next;
+    }
+    let mut digits = 0;
+    for g0 in (0..ng).rev() {
+        digits += lens[g0];
+        if g0 > 0 && !breaks[g0] {
+            continue;
+        }
+        let (l, rest) = (lens[g0], ng - g0);
+        if (rest >= 4 && dot_after[g0])
+            || (l == 3 && rest >= 3)
+            || (l == 1 && rest >= 4)
+            || (digits >= 13 && (l == 4 || l >= 13))
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// A numeric trigger at the first character of a number written with fullwidth
@@ -105,10 +174,20 @@ pub(crate) fn at_digit(w: &Window, start: usize) -> Res<Option<Hit>> {
 }
 
 fn analyze(w: &Window, s: usize) -> Res<Option<Hit>> {
-    let Some(span) = read(w, s)? else {
-        return Ok(None);
+    let mut span = Span {
+        digits: [0; MAX_DIGITS],
+        groups: [Group::default(); MAX_GROUPS],
+        ng: 0,
+        plus: None,
+        paren: None,
+        after_dot: false,
+        open_tail: false,
     };
-    let total = span.groups[span.ng - 1].d0 + span.groups[span.ng - 1].dn;
+    if !read(w, s, &mut span)? {
+        return Ok(None);
+    }
+    let span = &span;
+    let total = usize::from(span.groups[span.ng - 1].d0 + span.groups[span.ng - 1].dn);
     if total < 8 && span.ng < 4 {
         return Ok(None);
     }
@@ -120,10 +199,10 @@ fn analyze(w: &Window, s: usize) -> Res<Option<Hit>> {
             }
         }
         for g1 in (g0..span.ng).rev() {
-            if !right_ok(&span, g1) {
+            if !right_ok(span, g1) {
                 continue;
             }
-            if let Some(hit) = matches(&span, g0, g1) {
+            if let Some(hit) = matches(span, g0, g1) {
                 return Ok(Some(hit));
             }
         }
@@ -131,18 +210,9 @@ fn analyze(w: &Window, s: usize) -> Res<Option<Hit>> {
     Ok(None)
 }
 
-/// Read the span whose first digit starts at `s`; `None` when `s` does not
-/// start a number (it continues a word or another number).
-fn read(w: &Window, s: usize) -> Res<Option<Span>> {
-    let mut span = Span {
-        digits: [0; MAX_DIGITS],
-        groups: [Group::default(); MAX_GROUPS],
-        ng: 0,
-        plus: None,
-        paren: None,
-        after_dot: false,
-        open_tail: false,
-    };
+/// Read the span whose first digit starts at `s` into `span`; `false` when `s`
+/// does not start a number (it continues a word or another number).
+fn read(w: &Window, s: usize, span: &mut Span) -> Res<bool> {
     // Left context: an optional `+` or `(`, then a non-word character.
     let mut before = prev_visible(w, s, 16);
     match before {
@@ -158,45 +228,50 @@ fn read(w: &Window, s: usize) -> Res<Option<Span>> {
     }
     if let Some((c, p)) = before {
         if c.is_word() {
-            return Ok(None);
+            return Ok(false);
         }
         if span.plus.is_none()
             && span.paren.is_none()
-            && matches!(c, Ch::Ascii(b) if SEPS.contains(&b))
+            && matches!(c, Ch::Ascii(b) if SEPS.contains(&b) || b == b':')
             && matches!(prev_visible(w, p, 16), Some((d, _)) if d.is_digit())
         {
-            return Ok(None);
+            return Ok(false);
         }
         span.after_dot = c == Ch::Ascii(b'.');
     }
 
+    let bytes = w.bytes;
     let mut i = s;
     let mut nd = 0;
     let mut sep = Sep::default();
     loop {
-        // One group of digits.
+        // One group of digits (invisible characters inside it are skipped).
         let mut g = Group {
             start: i,
             end: i,
-            d0: nd,
+            d0: nd as u8,
             dn: 0,
             sep,
         };
-        while let Some((c, cs, ce)) = next_visible(w, g.end)? {
-            let Some(d) = c.ascii().filter(u8::is_ascii_digit) else {
-                break;
+        let mut p = i;
+        loop {
+            let (d, end) = match bytes.get(p) {
+                Some(&b) if b.is_ascii_digit() => (b, p + 1),
+                Some(&b) if b < 0x80 => break,
+                _ => match next_visible(w, p)? {
+                    Some((Ch::Ascii(d), _, ce)) if d.is_ascii_digit() => (d, ce),
+                    _ => break,
+                },
             };
             if nd == MAX_DIGITS {
                 span.open_tail = true;
                 break;
             }
-            if g.dn == 0 {
-                g.start = cs;
-            }
             span.digits[nd] = d;
             nd += 1;
             g.dn += 1;
-            g.end = ce;
+            g.end = end;
+            p = end;
         }
         if g.dn == 0 {
             break;
@@ -212,14 +287,21 @@ fn read(w: &Window, s: usize) -> Res<Option<Span>> {
         let mut j = g.end;
         let mut k = 0;
         let next = loop {
-            match next_visible(w, j)? {
-                Some((Ch::Ascii(c), _, ce)) if k < 2 && SEPS.contains(&c) => {
+            let (c, cs, ce) = match bytes.get(j) {
+                Some(&b) if b < 0x80 => (Ch::Ascii(b), j, j + 1),
+                _ => match next_visible(w, j)? {
+                    Some(t) => t,
+                    None => break None,
+                },
+            };
+            match c {
+                Ch::Ascii(c) if k < 2 && SEPS.contains(&c) => {
                     sep.0[k] = c;
                     k += 1;
                     j = ce;
                 }
-                Some((c, cs, _)) if k > 0 && c.is_digit() => break Some(cs),
-                Some((c, _, _)) if k == 0 && c.is_word() => {
+                c if k > 0 && c.is_digit() => break Some(cs),
+                c if k == 0 && c.is_word() => {
                     span.open_tail = true;
                     break None;
                 }
@@ -231,7 +313,7 @@ fn read(w: &Window, s: usize) -> Res<Option<Span>> {
             None => break,
         }
     }
-    Ok((span.ng > 0).then_some(span))
+    Ok(span.ng > 0)
 }
 
 /// Whether a match may end after group `g1`: the number must not go on.
@@ -331,7 +413,7 @@ fn card(span: &Span, g0: usize, n: usize, seps: &[Sep], d: &[u8]) -> bool {
         if !seps.iter().all(|s| *s == seps[0]) || !(seps[0].is(b" ") || seps[0].is(b"-")) {
             return false;
         }
-        let last = span.groups[g0 + n - 1].dn;
+        let last = usize::from(span.groups[g0 + n - 1].dn);
         let fours = span.dlens(g0, n - 1).all(|s| s == 4) && (1..=4).contains(&last);
         let amex = n == 3 && (span.dlens(g0, 3).eq([4, 6, 5]) || span.dlens(g0, 3).eq([4, 6, 4]));
         if !(fours || amex) {
@@ -469,6 +551,24 @@ mod tests {
         ];
         for (input, want, kind) in cases {
             assert_eq!(find(input), Some((want.to_string(), kind)), "{input}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The quick pre-check never rules out a span the full reading accepts.
+        #[test]
+        fn the_quick_check_is_sound(atoms in proptest::collection::vec(proptest::sample::select(vec![
+            "0", "1", "2", "4", "5", "9", "12", "123", "4111", "555", " ", "-", ".", "(", ")", "+", "x", ",", ":",
+        ]), 0..40)) {
+            let s = atoms.concat();
+            let b = s.as_bytes();
+            let w = Window::new(b, true);
+            for i in 0..b.len() {
+                if b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_digit()) && !plausible(b, i) {
+                    proptest::prop_assert_eq!(analyze(&w, i).unwrap(), None, "{} at {}", s, i);
+                }
+            }
         }
     }
 
