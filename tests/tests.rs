@@ -7,3 +7,4 @@
 mod util;
 
 mod policy;
+mod redact;
