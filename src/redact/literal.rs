@@ -1,5 +1,5 @@
 //! The literal scanner: finds token prefixes and PEM opening lines with one
-//! SIMD multi-literal search (Aho-Corasick with a Teddy prefilter) and runs the
+//! SIMD multi-literal search (the Teddy searcher of `aho-corasick`) and runs the
 //! token detectors there. While a PEM block is open it reads the block body
 //! instead (`detect::pem`), byte by byte, with bounded state.
 //!
@@ -8,22 +8,27 @@
 
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, Input, MatchKind};
+use aho_corasick::Span;
+use aho_corasick::packed::{Config, MatchKind, Searcher};
 
 use super::detect::pem::Body;
 use super::detect::tokens::{self, LITERALS, Token};
 use super::detect::{Hit, MAX_LOOKBEHIND};
 use super::text::Window;
 
-/// The shared searcher, built once per process on first use.
-static SEARCHER: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasick::builder()
+/// The shared searcher (Teddy, with Rabin-Karp where SIMD is missing), built
+/// once per process on first use.
+static SEARCHER: LazyLock<Searcher> = LazyLock::new(|| {
+    Config::new()
         .match_kind(MatchKind::LeftmostFirst)
-        .build(LITERALS)
-        .expect("the built-in literals form a valid automaton")
+        .builder()
+        .extend(LITERALS)
+        .build()
+        .expect("the built-in literals fit the packed searcher")
 });
 
-/// Build the searcher now (it is otherwise built by the first stream).
+/// Build the searcher now (it is otherwise built by the first stream's first
+/// bytes).
 pub(crate) fn warm_up() {
     LazyLock::force(&SEARCHER);
 }
@@ -108,7 +113,7 @@ impl Literals {
                 }
             }
             let from = (self.pos - base) as usize;
-            let found = SEARCHER.find(Input::new(w.bytes).range(from.min(w.len())..));
+            let found = SEARCHER.find_in(w.bytes, Span::from(from.min(w.len())..w.len()));
             let Some(m) = found.filter(|m| w.eof || m.start() + max_literal() <= w.len()) else {
                 self.pending = false;
                 self.pos = if w.eof {
