@@ -109,7 +109,7 @@ fn uuid(r: &mut Rng) -> String {
 fn line(r: &mut Rng, out: &mut String) {
     let ts = timestamp(r);
     let _ = match r.below(12) {
-        0 | 1 | 2 => write!(
+        0..=2 => write!(
             out,
             "{ts} {} [worker-{}] request_id={} method=GET path={}/{} status={} duration_ms={} bytes={}",
             r.pick(LEVELS),
@@ -158,9 +158,8 @@ fn line(r: &mut Rng, out: &mut String) {
         ),
         8 => write!(
             out,
-            "    at com.example.{}.handle({}.java:{})",
+            "    at com.example.{}.handle(Handler.java:{})",
             r.pick(MODULES),
-            "Handler",
             r.below(1000)
         ),
         9 => write!(
