@@ -74,15 +74,51 @@ static CLASS: [u16; 256] = {
     t
 };
 
+/// For the last letter of a credential keyword, the set of letters that may
+/// precede it (bits of `PREV_BIT`); `assign::KEYWORD_ENDINGS`, any case.
+static LAST: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let lower = (i as u8).to_ascii_lowercase();
+        t[i] = match lower {
+            b'd' => PREV_R | PREV_W,
+            b't' | b'y' => PREV_E,
+            b'n' => PREV_E | PREV_O,
+            b's' => PREV_L,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
+const PREV_R: u8 = 1;
+const PREV_W: u8 = 2;
+const PREV_E: u8 = 4;
+const PREV_L: u8 = 8;
+const PREV_O: u8 = 16;
+static PREV_BIT: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match (i as u8).to_ascii_lowercase() {
+            b'r' => PREV_R,
+            b'w' => PREV_W,
+            b'e' => PREV_E,
+            b'l' => PREV_L,
+            b'o' => PREV_O,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Whether `before, b` are the last two letters of a credential keyword
 /// (`assign::KEYWORD_ENDINGS`, any case).
 #[inline(always)]
 fn is_pair(before: Option<u8>, b: u8) -> bool {
-    // `| 0x20` lower-cases letters; only letters map onto these targets.
-    matches!(
-        (before.unwrap_or(0) | 0x20, b | 0x20),
-        (b'r' | b'w', b'd') | (b'e', b't' | b'n' | b'y') | (b'l', b's') | (b'o', b'n')
-    )
+    LAST[usize::from(b)] & PREV_BIT[usize::from(before.unwrap_or(0))] != 0
 }
 
 /// Class bits of byte `b` preceded by `before` (`None`: no byte, before the
@@ -167,6 +203,7 @@ pub(crate) struct Triggers {
 /// the end read as "no byte", like the end of the stream). `prev` are the
 /// previous block's masks (all zero at the start of the stream); the carries
 /// say whether a good digit or hex run reaches into this block.
+#[inline(always)]
 pub(crate) fn block_triggers(
     bytes: &[u8],
     start: usize,
@@ -272,7 +309,9 @@ pub(crate) fn block_triggers(
         }
     }
     let mut assign = 0u64;
-    let mut ops = op & enabled_mask(enabled, ASSIGN);
+    // A keyword ends in a letter, or in a letter and a quote or blank: an
+    // operator right after a digit (times, ratios) cannot follow one.
+    let mut ops = op & !shl(d, prev.d, 1) & enabled_mask(enabled, ASSIGN);
     while ops != 0 {
         let i = ops.trailing_zeros() as usize;
         ops &= ops - 1;
@@ -393,6 +432,9 @@ impl Scan {
         if !w.eof && end < self.retry_at {
             return;
         }
+        if self.partial.is_none() && self.done == self.block && !self.hot(w, base, hits) {
+            return;
+        }
         loop {
             let complete = self.block + (BLOCK + 3) as u64 <= end || w.eof;
             let limit = if complete {
@@ -470,6 +512,53 @@ impl Scan {
                 return;
             }
         }
+    }
+
+    /// The common case: whole blocks with their lookahead present and nothing
+    /// pending. Returns `false` when a detector waits for more input.
+    #[inline(always)]
+    fn hot(&mut self, w: &Window, base: u64, hits: &mut impl FnMut(u64, Hit)) -> bool {
+        let bytes = w.bytes;
+        let (mut prev, mut nc, mut hc) = (self.prev, self.num_carry, self.hex_carry);
+        let mut rel = (self.block - base) as usize;
+        while rel + BLOCK + 3 <= bytes.len() {
+            let t = block_triggers(bytes, rel, &prev, nc, hc, self.kinds);
+            let mut union = t.union;
+            while union != 0 {
+                let i = union.trailing_zeros();
+                union &= union - 1;
+                let mut kinds = 0u8;
+                for (k, mask) in t.kinds.iter().enumerate() {
+                    kinds |= (((mask >> i) & 1) as u8) << k;
+                }
+                let mut sink = |h: Hit| hits(base, h);
+                if let Err((pending, left)) =
+                    run_at(w, rel + i as usize, kinds & self.kinds, &mut sink)
+                {
+                    // Hand over to the general path, which resumes here.
+                    self.block = base + rel as u64;
+                    self.done = self.block + u64::from(i);
+                    self.partial = Some(left);
+                    self.prev = prev;
+                    self.num_carry = nc;
+                    self.hex_carry = hc;
+                    let end = base + bytes.len() as u64;
+                    self.retry_at =
+                        (base + pending.need as u64 + 1).max(self.done + 2 * (end - self.done));
+                    return false;
+                }
+            }
+            prev = t.masks;
+            nc = t.num_carry;
+            hc = t.hex_carry;
+            rel += BLOCK;
+        }
+        self.block = base + rel as u64;
+        self.done = self.block;
+        self.prev = prev;
+        self.num_carry = nc;
+        self.hex_carry = hc;
+        true
     }
 
     /// No detection from triggers still to come can start before this.
