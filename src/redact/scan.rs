@@ -240,11 +240,18 @@ pub(crate) fn block_triggers(
         zwf |= u64::from(cls >> ZWF & 1) << i;
     }
     // Classes of the three bytes after the block shift in from the top.
-    let next: [u16; 3] = std::array::from_fn(|i| {
-        bytes
-            .get(start + BLOCK + i)
-            .map_or(0, |&b| CLASS[usize::from(b)])
-    });
+    let next: [u16; 3] = match bytes.get(start + BLOCK..start + BLOCK + 3) {
+        Some(t) => [
+            CLASS[usize::from(t[0])],
+            CLASS[usize::from(t[1])],
+            CLASS[usize::from(t[2])],
+        ],
+        None => std::array::from_fn(|i| {
+            bytes
+                .get(start + BLOCK + i)
+                .map_or(0, |&b| CLASS[usize::from(b)])
+        }),
+    };
     let ahead =
         |cls: usize| next[0] >> cls & 1 | (next[1] >> cls & 1) << 1 | (next[2] >> cls & 1) << 2;
     let (nd, nw, nx, nsep, nc) = (ahead(D), ahead(W), ahead(X), ahead(SEP), ahead(C));
@@ -304,9 +311,11 @@ pub(crate) fn block_triggers(
         let i = colons.trailing_zeros() as usize;
         colons &= colons - 1;
         let p = start + i;
-        if bytes.get(p + 1) == Some(&b'/') && bytes.get(p + 2) == Some(&b'/') {
-            url |= 1 << i;
-        }
+        let slashes = match bytes.get(p + 1..p + 3) {
+            Some(t) => t == b"//",
+            None => false,
+        };
+        url |= u64::from(slashes) << i;
     }
     let mut assign = 0u64;
     // A keyword ends in a letter, or in a letter and a quote or blank: an
