@@ -441,10 +441,10 @@ impl Scan {
         if !w.eof && end < self.retry_at {
             return;
         }
-        if self.partial.is_none() && self.done == self.block && !self.hot(w, base, hits) {
-            return;
-        }
         loop {
+            if self.partial.is_none() && self.done == self.block && !self.hot(w, base, hits) {
+                return;
+            }
             let complete = self.block + (BLOCK + 3) as u64 <= end || w.eof;
             let limit = if complete {
                 // At the end of the stream, position `end` itself can still be

@@ -92,10 +92,33 @@ pub(crate) fn at_run_end(w: &Window, end: usize) -> Res<Option<Hit>> {
             return Ok(None);
         }
     }
-    if s == end || !plausible(w.bytes, s) {
+    if s == end || is_iso_date(w.bytes, s, end) || !plausible(w.bytes, s) {
         return Ok(None);
     }
     analyze(w, s)
+}
+
+/// `YYYY-MM-DD` followed by something that ends the number (`T`, `"`, `,`, …):
+/// the most common number in logs, and never a detection (no detector accepts
+/// groups 4-2-2). A date followed by a separator and more digits takes the
+/// general path.
+#[inline]
+fn is_iso_date(b: &[u8], s: usize, end: usize) -> bool {
+    let Some(t) = b.get(end..end + 7) else {
+        return false;
+    };
+    let d = |c: u8| c.is_ascii_digit();
+    end - s == 4
+        && t[0] == b'-'
+        && d(t[1])
+        && d(t[2])
+        && t[3] == b'-'
+        && d(t[4])
+        && d(t[5])
+        && !d(t[6])
+        && !SEPS.contains(&t[6])
+        && t[6] < 0x80
+        && !(s > 0 && matches!(b[s - 1], b'+' | b'(' | 0x80..))
 }
 
 /// A quick look at a plain-ASCII span that rules out most ordinary numbers
@@ -560,13 +583,20 @@ mod tests {
         #[test]
         fn the_quick_check_is_sound(atoms in proptest::collection::vec(proptest::sample::select(vec![
             "0", "1", "2", "4", "5", "9", "12", "123", "4111", "555", " ", "-", ".", "(", ")", "+", "x", ",", ":",
+            "2024", "05", "T", "-05-", "\"",
         ]), 0..40)) {
             let s = atoms.concat();
             let b = s.as_bytes();
             let w = Window::new(b, true);
             for i in 0..b.len() {
-                if b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_digit()) && !plausible(b, i) {
-                    proptest::prop_assert_eq!(analyze(&w, i).unwrap(), None, "{} at {}", s, i);
+                if b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_digit()) {
+                    let mut end = i;
+                    while end < b.len() && b[end].is_ascii_digit() {
+                        end += 1;
+                    }
+                    if !plausible(b, i) || is_iso_date(b, i, end) {
+                        proptest::prop_assert_eq!(analyze(&w, i).unwrap(), None, "{} at {}", s, i);
+                    }
                 }
             }
         }
@@ -576,6 +606,7 @@ mod tests {
     fn ordinary_numbers_are_left_alone() {
         for s in [
             "2024-05-14T09:21:33.482Z",
+            "2024-05-14,2024-05-15\"2024-05-16",
             "2024-05-14 09:21:33,482",
             "[1715678493.123456]",
             "1715678493",
