@@ -47,8 +47,14 @@ pub(crate) fn at_colon(w: &Window, colon: usize) -> Res<Option<Hit>> {
             _ => break,
         }
     }
+    // An address has `::` or seven colons; times and MAC addresses have neither.
+    let token = &b[s..e];
+    let colons = token.iter().filter(|&&c| c == b':').count();
+    if colons < 7 && !token.windows(2).any(|p| p == b"::") {
+        return Ok(None);
+    }
     // Drop sentence punctuation, then a single trailing colon ("addr fe80::1: …").
-    let mut text = &b[s..e];
+    let mut text = token;
     while let [rest @ .., b'.'] = text {
         text = rest;
     }

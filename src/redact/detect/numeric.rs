@@ -92,10 +92,52 @@ pub(crate) fn at_run_end(w: &Window, end: usize) -> Res<Option<Hit>> {
             return Ok(None);
         }
     }
-    if s == end || is_iso_date(w.bytes, s, end) || !plausible(w.bytes, s) {
+    if s == end
+        || is_iso_date(w.bytes, s, end)
+        || is_short_pair(w.bytes, s, end)
+        || !plausible(w.bytes, s)
+    {
         return Ok(None);
     }
     analyze(w, s)
+}
+
+/// Exactly two ASCII digit groups with fewer than 13 digits and nothing before
+/// them that starts a phone number (`58.4 MB`, `$8653.38 `, `INV-2024-146546 `,
+/// `took 12.345s`): no detector accepts that (IPv4 needs four groups, the
+/// others at least three or 13 digits).
+#[inline]
+fn is_short_pair(b: &[u8], s: usize, end: usize) -> bool {
+    if s > 0 && matches!(b[s - 1], b'+' | b'(' | 0x80..) {
+        return false;
+    }
+    let Some(&sep) = b.get(end) else { return false };
+    if !SEPS.contains(&sep) {
+        return false;
+    }
+    let mut e = end + 1;
+    while b.get(e).is_some_and(u8::is_ascii_digit) {
+        e += 1;
+    }
+    let digits = (end - s) + (e - end - 1);
+    if e == end + 1 || digits >= 13 {
+        return false;
+    }
+    // The span must stop here: no separator followed by another digit, no
+    // non-ASCII byte that could hide one.
+    match (b.get(e), b.get(e + 1), b.get(e + 2)) {
+        (Some(&t), _, _) if t >= 0x80 => false,
+        (Some(t), Some(&u), _) if SEPS.contains(t) && (u.is_ascii_digit() || u >= 0x80) => false,
+        (Some(t), Some(u), Some(&v))
+            if SEPS.contains(t) && SEPS.contains(u) && (v.is_ascii_digit() || v >= 0x80) =>
+        {
+            false
+        }
+        (Some(t), Some(u), None) if SEPS.contains(t) && SEPS.contains(u) => false,
+        (Some(t), None, _) if SEPS.contains(t) => false,
+        (None, _, _) => false,
+        _ => true,
+    }
 }
 
 /// `YYYY-MM-DD` followed by something that ends the number (`T`, `"`, `,`, …):
@@ -594,7 +636,7 @@ mod tests {
                     while end < b.len() && b[end].is_ascii_digit() {
                         end += 1;
                     }
-                    if !plausible(b, i) || is_iso_date(b, i, end) {
+                    if !plausible(b, i) || is_iso_date(b, i, end) || is_short_pair(b, i, end) {
                         proptest::prop_assert_eq!(analyze(&w, i).unwrap(), None, "{} at {}", s, i);
                     }
                 }
