@@ -210,10 +210,13 @@ impl Scan {
                 for (k, mask) in t.kinds.iter().enumerate() {
                     kinds |= (((mask >> i) & 1) as u8) << k;
                 }
+                let kinds = kinds & self.kinds;
+                // The commonest numbers are settled inline, without a call.
+                if kinds == NUM && numeric::ordinary(bytes, rel + i as usize) {
+                    continue;
+                }
                 let mut sink = |h: Hit| hits(base, h);
-                if let Err((pending, left)) =
-                    run_at(w, rel + i as usize, kinds & self.kinds, &mut sink)
-                {
+                if let Err((pending, left)) = run_at(w, rel + i as usize, kinds, &mut sink) {
                     // Hand over to the general path, which resumes here.
                     self.block = base + rel as u64;
                     self.done = self.block + u64::from(i);

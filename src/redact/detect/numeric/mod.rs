@@ -84,6 +84,9 @@ const SEPS: &[u8] = b" -.()";
 /// A numeric trigger at the end of an ASCII digit run (`end` is the first byte
 /// after it). Scans back to the run's first digit and reads the span.
 pub(crate) fn at_run_end(w: &Window, end: usize) -> Res<Option<Hit>> {
+    if ordinary(w.bytes, end) {
+        return Ok(None);
+    }
     let mut s = end;
     while s > 0 && w.bytes[s - 1].is_ascii_digit() {
         s -= 1;
@@ -99,6 +102,21 @@ pub(crate) fn at_run_end(w: &Window, end: usize) -> Res<Option<Hit>> {
         return Ok(None);
     }
     analyze(w, s)
+}
+
+/// The commonest numbers of logs, recognised from plain bytes without reading
+/// the span: an ISO date or a short two-group number (`58.4`, `8653.38`) ending
+/// at `end`. `true` only where [`at_run_end`] finds nothing; the scanner calls
+/// it inline to skip the call.
+#[inline(always)]
+pub(crate) fn ordinary(b: &[u8], end: usize) -> bool {
+    let mut s = end;
+    while s > 0 && end - s < 5 && b[s - 1].is_ascii_digit() {
+        s -= 1;
+    }
+    s < end
+        && (s == 0 || !b[s - 1].is_ascii_digit())
+        && (is_iso_date(b, s, end) || is_short_pair(b, s, end))
 }
 
 mod quick;
