@@ -60,6 +60,8 @@ pub(crate) struct Literals {
     retry_at: u64,
     /// A detector at `pos` waits for more input.
     pending: bool,
+    /// `eyJ` matches before this position lie in a run that failed as a JWT.
+    jwt_rejected_to: u64,
     /// Whether to look at all.
     enabled: bool,
     /// Whether PEM blocks are wanted.
@@ -74,6 +76,7 @@ impl Literals {
             pem: None,
             retry_at: 0,
             pending: false,
+            jwt_rejected_to: 0,
             enabled,
             pem_enabled,
         }
@@ -124,8 +127,16 @@ impl Literals {
                 return;
             };
             let s = m.start();
+            let id = m.pattern().as_usize();
             self.pending = false;
-            match tokens::at_literal(w, s, m.pattern().as_usize()) {
+            // Every `eyJ` inside a base64url run that already failed as a JWT
+            // fails too (same later segments, shorter first one): skip them, so
+            // a long run costs one read, not one per `eyJ` in it.
+            if id == tokens::JWT_LITERAL && base + (s as u64) < self.jwt_rejected_to {
+                self.pos = base + s as u64 + 1;
+                continue;
+            }
+            match tokens::at_literal(w, s, id) {
                 Ok(Some(Token::Hit(h))) => {
                     hits(base, h);
                     self.pos = base + h.end as u64;
@@ -142,7 +153,16 @@ impl Literals {
                     self.pem = Some(b);
                     self.pos = b.pos;
                 }
-                Ok(None) => self.pos = base + s as u64 + 1,
+                Ok(None) => {
+                    if id == tokens::JWT_LITERAL {
+                        let run = w.bytes[s..]
+                            .iter()
+                            .take_while(|&&c| tokens::b64url(c))
+                            .count();
+                        self.jwt_rejected_to = base + (s + run) as u64;
+                    }
+                    self.pos = base + s as u64 + 1;
+                }
                 Err(pending) => {
                     self.pending = true;
                     self.pos = base + s as u64;

@@ -451,6 +451,18 @@ fn memory_stays_flat() {
     }
 }
 
+#[test]
+fn long_runs_of_literal_prefixes_stay_linear() {
+    // Each `eyJ` could start a JWT of up to 16 KiB; a run of them must not be
+    // read once per occurrence.
+    let e = engine(Strategy::Placeholder);
+    for unit in ["-eyJ", "eyJ", "-AKIA", "a@", "1.", "::"] {
+        let input = unit.repeat(256 * 1024 / unit.len());
+        let (out, _) = run(&e, input.as_bytes(), &[100_000]);
+        assert!(!out.is_empty(), "{unit}");
+    }
+}
+
 fn fragments() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
     let mut parts: Vec<String> = SAMPLES.iter().map(|s| s.0.to_string()).collect();
     parts.extend(ORDINARY.iter().map(|s| s.to_string()));

@@ -39,6 +39,8 @@ pub(crate) const LITERALS: &[&str] = &[
 
 /// Index of the PEM opening literal in [`LITERALS`].
 pub(crate) const PEM_LITERAL: usize = 20;
+/// Index of the JWT literal (`eyJ`) in [`LITERALS`].
+pub(crate) const JWT_LITERAL: usize = 19;
 const PEM_BEGIN: &str = "-----BEGIN ";
 
 /// Longest JWT replaced as one token.
@@ -67,7 +69,8 @@ fn alnum(c: u8) -> bool {
 fn upper_digit(c: u8) -> bool {
     c.is_ascii_uppercase() || c.is_ascii_digit()
 }
-fn b64url(c: u8) -> bool {
+/// A base64url byte.
+pub(crate) fn b64url(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
 }
 fn alnum_us(c: u8) -> bool {
@@ -345,6 +348,12 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_jwt_literal_index_is_right() {
+        assert_eq!(LITERALS[JWT_LITERAL], "eyJ");
+        assert_eq!(LITERALS[PEM_LITERAL], PEM_BEGIN);
+    }
+
+    #[test]
     fn negatives() {
         for s in [
             "AKIAIOSFODNN7EXAMPL",
@@ -394,7 +403,7 @@ pub(crate) mod tests {
     fn oversized_jwt_is_cut_not_leaked() {
         let s = format!("eyJhbGciOiJIUzI1NiJ9.eyJ{}.sig", "a".repeat(MAX_JWT));
         let w = Window::new(s.as_bytes(), true);
-        let Some(Token::Hit(h)) = at_literal(&w, 0, 19).unwrap() else {
+        let Some(Token::Hit(h)) = at_literal(&w, 0, JWT_LITERAL).unwrap() else {
             panic!("no hit")
         };
         assert_eq!((h.start, h.end), (0, MAX_JWT));
