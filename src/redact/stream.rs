@@ -65,7 +65,9 @@ pub struct Stream {
     scan: Scan,
     literals: Literals,
     cursors: Vec<Cursor>,
+    /// Detections not yet written, sorted; `pool[head..]` are live.
     pool: Vec<Cand>,
+    head: usize,
     fresh: Vec<Cand>,
     pem: Option<OpenPem>,
     emitted: u64,
@@ -96,6 +98,7 @@ impl Stream {
             base: 0,
             eof: false,
             pool: Vec::new(),
+            head: 0,
             fresh: Vec::new(),
             pem: None,
             emitted: 0,
@@ -180,6 +183,8 @@ impl Stream {
                     .iter()
                     .all(|c| c.start >= self.emitted || self.active.is_some())
             );
+            self.pool.drain(..self.head);
+            self.head = 0;
             self.pool.append(&mut self.fresh);
             self.pool
                 .sort_unstable_by_key(|c| (c.start, c.label, c.end));
@@ -196,9 +201,14 @@ impl Stream {
                 // Absorb every detection that overlaps the replacement.
                 loop {
                     let mut grew = false;
-                    while let Some(c) = self.pool.first().copied().filter(|c| c.start < act.end) {
+                    while let Some(c) = self
+                        .pool
+                        .get(self.head)
+                        .copied()
+                        .filter(|c| c.start < act.end)
+                    {
                         act.end = act.end.max(c.end);
-                        self.pool.remove(0);
+                        self.head += 1;
                         grew = true;
                     }
                     if let Some(p) = self.pem
@@ -232,7 +242,7 @@ impl Stream {
                 self.receipts.record(act.label, fp);
                 continue;
             }
-            let cand = self.pool.first().copied();
+            let cand = self.pool.get(self.head).copied();
             let pem = self.pem;
             let next = match (cand.map(|c| c.start), pem.map(|p| p.start)) {
                 (Some(a), Some(b)) => a.min(b),
@@ -247,7 +257,7 @@ impl Stream {
             let mut label = None::<Label>;
             let mut act_end = next;
             if let Some(c) = cand.filter(|c| c.start == next) {
-                self.pool.remove(0);
+                self.head += 1;
                 act_end = c.end;
                 label = Some(c.label);
             }

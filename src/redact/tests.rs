@@ -456,7 +456,16 @@ fn long_runs_of_literal_prefixes_stay_linear() {
     // Each `eyJ` could start a JWT of up to 16 KiB; a run of them must not be
     // read once per occurrence.
     let e = engine(Strategy::Placeholder);
-    for unit in ["-eyJ", "eyJ", "-AKIA", "a@", "1.", "::"] {
+    for unit in [
+        "-eyJ",
+        "eyJ",
+        "-AKIA",
+        "a@",
+        "1.",
+        "::",
+        "x@ab.io ",
+        "10.0.0.1 ",
+    ] {
         let input = unit.repeat(256 * 1024 / unit.len());
         let (out, _) = run(&e, input.as_bytes(), &[100_000]);
         assert!(!out.is_empty(), "{unit}");
