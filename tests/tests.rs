@@ -9,4 +9,5 @@ mod util;
 mod audit;
 mod cgroup;
 mod policy;
+mod redact;
 mod run;

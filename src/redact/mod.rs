@@ -5,6 +5,41 @@
 //! engine's output is identical however the input is split into chunks, and its
 //! memory is bounded. It must never log or store a detected value: receipts carry
 //! counts and keyed fingerprints only.
+//!
+//! # Using it
+//!
+//! ```
+//! use std::sync::Arc;
+//! use enforcecore::redact::{Engine, StreamFilter};
+//!
+//! // Every built-in detector, `[REDACTED:KIND]` placeholders, no fingerprints.
+//! // With a policy: `Engine::new(&policy.redaction)?` (loads the deployment key).
+//! let engine = Arc::new(Engine::builtin(None));
+//! let mut stdout = engine.stream("stdout");
+//! let mut out = Vec::new();
+//! stdout.push(b"mail ops@exam", &mut out);
+//! stdout.push(b"ple.com\n", &mut out);
+//! stdout.finish(&mut out);
+//! assert_eq!(out, b"mail [REDACTED:EMAIL]\n");
+//! assert_eq!(stdout.receipts()[0].count, 1);
+//! ```
+//!
+//! # How it is built
+//!
+//! - `text`: the window detectors read, and a decoder that maps fullwidth forms
+//!   to ASCII and skips zero-width characters.
+//! - `detect`: the detectors, each a pure function of the bytes around a trigger.
+//! - `scan`: byte-class triggers, 64 bytes at a time with SIMD compares.
+//! - `literal`: token prefixes and PEM blocks via one multi-literal search.
+//! - `custom`: policy regexes.
+//! - `stream`: the window, the frontier, merging, writing, receipts.
+//! - `replace`: placeholders, masks, keyed hashes, fingerprints.
+//! - [`key`]: the deployment key.
+//!
+//! Binary data and invalid UTF-8 are scanned like text, every byte, with the
+//! same detectors: a secret inside otherwise binary output is still caught,
+//! and bytes that match nothing pass through unchanged. See `docs/redaction.md`
+//! for every detector's exact rule.
 
 use serde::{Deserialize, Serialize};
 
@@ -142,4 +177,109 @@ pub trait StreamFilter: Send {
     fn push(&mut self, input: &[u8], out: &mut Vec<u8>);
     /// End of stream: release everything still held back.
     fn finish(&mut self, out: &mut Vec<u8>);
+}
+mod custom;
+mod detect;
+mod engine;
+pub mod key;
+mod literal;
+mod replace;
+mod scan;
+mod stream;
+#[cfg(test)]
+mod tests;
+mod text;
+mod validate;
+
+use std::path::PathBuf;
+
+pub use custom::MAX_CUSTOM_LEN;
+pub use engine::Engine;
+pub use key::Key;
+pub use replace::MAX_FINGERPRINTS;
+pub use stream::Stream;
+
+/// What a replacement is named after: a built-in detector, or the policy's
+/// custom detector at that index. Ordered by precedence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Label {
+    /// A built-in detector.
+    Builtin(DetectorKind),
+    /// `Redaction::custom[i]`.
+    Custom(u16),
+}
+
+/// Why a redaction engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RedactError {
+    /// The key file could not be read.
+    #[error("cannot read redaction key {}: {source}; check redaction.key_file or create the key (32 random bytes, mode 0600)", path.display())]
+    KeyRead {
+        /// The key file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The key path is not a regular file.
+    #[error("redaction key {} is not a regular file; point redaction.key_file at a file", path.display())]
+    KeyNotAFile {
+        /// The key path.
+        path: PathBuf,
+    },
+    /// The key file is readable or writable by group or others.
+    #[error("redaction key {} has mode {mode:04o}: group and others must have no access; run chmod 600 {}", path.display(), path.display())]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key is too short to be a secret.
+    #[error("redaction key {} has {len} bytes; use at least 16 (e.g. head -c 32 /dev/urandom)", path.display())]
+    KeyTooShort {
+        /// The key file.
+        path: PathBuf,
+        /// Its length.
+        len: usize,
+    },
+    /// The key file is implausibly large.
+    #[error("redaction key {} is larger than 4096 bytes; is it the right file?", path.display())]
+    KeyTooLong {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The host key could not be created.
+    #[error("cannot create the redaction host key {}: {source}; create it by hand (32 random bytes, mode 0600) or set redaction.key_file", path.display())]
+    KeyCreate {
+        /// Where it was to be created.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Neither `XDG_STATE_HOME` nor `HOME` says where a host key could live.
+    #[error(
+        "no place for the redaction host key: set HOME or XDG_STATE_HOME, or set redaction.key_file"
+    )]
+    NoKeyLocation,
+    /// The `hash` strategy was asked for without a key.
+    #[error("the hash strategy needs a deployment key")]
+    HashNeedsKey,
+    /// A custom pattern does not compile.
+    #[error("custom detector `{name}`: the pattern does not compile: {source}")]
+    CustomPattern {
+        /// The detector.
+        name: String,
+        /// The regex error.
+        source: regex::Error,
+    },
+    /// A custom pattern's longest match is out of bounds.
+    #[error(
+        "custom detector `{name}`: longest match {max_len} bytes is outside 1..=65536; bound the pattern's repetitions"
+    )]
+    CustomTooLong {
+        /// The detector.
+        name: String,
+        /// Its longest match.
+        max_len: usize,
+    },
 }
