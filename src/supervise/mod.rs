@@ -54,6 +54,7 @@ use crate::sys::child::Step;
 
 pub mod admit;
 pub mod cgroup;
+pub mod denials;
 pub mod outcome;
 mod run;
 pub mod spawn;
