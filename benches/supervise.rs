@@ -75,6 +75,7 @@ fn main() {
                     runs_root: None,
                     cgroups: Cgroups::Pool(pool.clone()),
                     shutdown: None,
+                    kernel_audit: policy.denials.kernel_audit.value,
                 },
                 &NoObserver,
             ))

@@ -126,6 +126,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             runs_root: None,
             cgroups: supervise::Cgroups::Early(early),
             shutdown: Some(Box::pin(stop.wait())),
+            kernel_audit: policy.denials.kernel_audit.value,
         };
         let result = supervise::execute(req, &NoObserver).await;
         anyhow::Ok((result, *received.lock().unwrap_or_else(|p| p.into_inner())))

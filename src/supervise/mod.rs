@@ -9,14 +9,20 @@
 //!    run directory);
 //! 2. the stdio pipes are created and the child is spawned; it applies the
 //!    sandbox and reports ready ([`spawn`]);
-//! 3. [`Observer::started`] is awaited — the audit trail makes run-started durable
-//!    before the point of no return; an error aborts the run (exit 125);
-//! 4. the child execs; the pumps start ([`stdio`]);
+//! 3. the run registers with the process-wide denial feed ([`denials::Feed`],
+//!    which takes kernel audit per `kernel_audit`), then [`Observer::started`]
+//!    is awaited — the audit trail makes run-started durable before the point of
+//!    no return; an error aborts the run (exit 125);
+//! 4. the child execs; the pumps and the seccomp listener start ([`stdio`],
+//!    [`denials::notify`]);
 //! 5. the supervisor waits for the main process, the wall-clock deadline (exit
-//!    124) or the output cap, whichever comes first;
+//!    124) or the output cap, whichever comes first, reporting denials to the
+//!    observer as they arrive;
 //! 6. the whole tree is killed (cgroup kill; the process group without a cgroup),
 //!    the output drained, cgroup events and stats read, the exit cause decided
-//!    ([`outcome`]), denials and [`Observer::exited`] reported;
+//!    ([`outcome`]); the denial feed settles (the seccomp listener ends, the
+//!    kernel's last records are attributed — [`denials`]), the remaining denials
+//!    and [`Observer::exited`] (with the run's denial count) are reported;
 //! 7. the cgroup and (unless kept) the run directory are removed.
 //!
 //! Admission (tool and argument rules, exit 126) is the separate, earlier step
@@ -46,7 +52,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::policy::Sandbox;
+use crate::policy::{KernelAudit, Sandbox};
 use crate::report::{Caller, Denial, EnforcementReport, ExitReport};
 use crate::sandbox::SandboxError;
 use crate::sandbox::cgroup::CgroupError;
@@ -88,6 +94,13 @@ pub trait Observer: Send + Sync {
     async fn denial(&self, denial: Denial) -> Result<(), ObserverError>;
     /// The run ended.
     async fn exited(&self, exit: &ExitReport) -> Result<(), ObserverError>;
+    /// Kernel denial records may have been lost while the run was live
+    /// (netlink overflow, kernel backlog drops, a listener failure). Called
+    /// before `exited`. The default logs a warning; the audit trail records it.
+    async fn lost(&self, source: &str, detail: &str) -> Result<(), ObserverError> {
+        tracing::warn!("denial records lost ({source}): {detail}");
+        Ok(())
+    }
 }
 
 /// An observer that records nothing.
@@ -133,6 +146,8 @@ pub struct RunRequest<'a> {
     /// Completes when the supervisor must stop: the tree is killed and the run
     /// ends with cause `shutdown`.
     pub shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
+    /// Kernel denial capture: the policy's `denials.kernel_audit`.
+    pub kernel_audit: KernelAudit,
 }
 
 /// What a finished run produced.

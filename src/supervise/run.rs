@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio::time::timeout;
 
 use super::cgroup::{self as cg, Cgroups, Final};
+use super::denials::{self, Feed, FeedItem, Hints};
 use super::outcome::{self, Enforced};
 use super::spawn::{self, Child, SetupFailure};
 use super::stdio::{self, OutputCap, ToolPipes};
@@ -13,7 +14,7 @@ use super::{
     Clock, DRAIN_GRACE, OUTPUT_SETTLE, Observer, RunOutcome, RunRequest, SETUP_TIMEOUT,
     SuperviseError,
 };
-use crate::report::{ExitCause, ExitReport};
+use crate::report::{Denial, ExitCause, ExitReport};
 use crate::sandbox::cgroup::{CgroupLimits, CgroupPool, RunCgroup};
 use crate::sandbox::{Plan, PlanRequest, rundir};
 use crate::sys::child::Step;
@@ -111,6 +112,17 @@ pub async fn execute(
         Ok(Ok(())) => {}
     }
     tracing::debug!(us = clock.us(), "run: sandbox applied in the child");
+    let hints = Arc::new(Hints::new(sandbox));
+    let mut feed = Feed::global().register(
+        &req.run_id,
+        pid,
+        run.plan.report.cgroup.paths.clone(),
+        (*hints).clone(),
+        req.kernel_audit,
+    );
+    run.plan.report.kernel_audit = feed.capture().report();
+    let listener = child.take_listener();
+    tracing::debug!(us = clock.us(), "run: registered with the denial feed");
     if let Err(e) = observer.started(&run.plan.report).await {
         child.abort().await;
         return Err(run.fail(SuperviseError::Observer(e)).await);
@@ -135,6 +147,16 @@ pub async fn execute(
         return Err(run.fail(e).await);
     }
     tracing::debug!(us = clock.us(), "run: tool exec'd");
+    let notify = match (listener, run.plan.seccomp.notify_errno) {
+        (Some(l), Some(errno)) => Some(tokio::spawn(denials::notify::serve(
+            l,
+            errno,
+            hints.clone(),
+            feed.sender(),
+        ))),
+        _ => None,
+    };
+    let mut reported = Reported::default();
     let cap = Arc::new(OutputCap::new(
         sandbox.limits.output_bytes.as_ref().map(|b| b.value),
     ));
@@ -160,12 +182,16 @@ pub async fn execute(
     let mut shutdown = req
         .shutdown
         .unwrap_or_else(|| Box::pin(std::future::pending()));
-    let event = tokio::select! {
-        s = child.wait() => Event::Exited(s),
-        _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
-            if deadline.is_some() => Event::Timeout,
-        _ = cap.notify.notified() => Event::Cap,
-        _ = &mut shutdown, if has_shutdown => Event::Shutdown,
+    // Denials are reported as they arrive, until one of the others happens.
+    let event = loop {
+        tokio::select! {
+            s = child.wait() => break Event::Exited(s),
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if deadline.is_some() => break Event::Timeout,
+            _ = cap.notify.notified() => break Event::Cap,
+            _ = &mut shutdown, if has_shutdown => break Event::Shutdown,
+            Some(item) = feed.next() => reported.item(item, observer).await,
+        }
     };
     let (status, enforced) = match event {
         Event::Exited(s) => (s, None),
@@ -207,7 +233,32 @@ pub async fn execute(
         us = clock.us(),
         "run: tree killed, cgroup and run directory removed"
     );
-    let denials = outcome::denials(pid, enforced, fin.events, &sandbox.limits, cap.total());
+    // The listener ends when the last process of the filter is gone; then the
+    // kernel's records still in flight are attributed (bounded).
+    if let Some(task) = notify {
+        match timeout(DRAIN_GRACE, task).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(e))) => {
+                let detail = format!("the seccomp listener failed: {e}");
+                reported.lost("seccomp-notify", &detail, observer).await;
+            }
+            Ok(Err(e)) => {
+                let detail = format!("the seccomp listener task failed: {e}");
+                reported.lost("seccomp-notify", &detail, observer).await;
+            }
+            Err(_) => {
+                let detail = "the seccomp listener did not end after the tree was killed";
+                reported.lost("seccomp-notify", detail, observer).await;
+            }
+        }
+    }
+    for item in feed.settle().await {
+        reported.item(item, observer).await;
+    }
+    drop(feed);
+    let mut denials = reported.denials;
+    let mut observer_error = reported.observer_error;
+    let ended = outcome::denials(pid, enforced, fin.events, &sandbox.limits, cap.total());
     let action = sandbox.syscalls.action.value;
     let (code, signal) = match status {
         ExitStatus::Exited(c) => (Some(c), None),
@@ -221,13 +272,13 @@ pub async fn execute(
         cpu_ms: fin.cpu_ms,
         peak_memory_bytes: fin.peak_memory_bytes,
         output_bytes: cap.total(),
-        denials: denials.len() as u64,
+        denials: (denials.len() + ended.len()) as u64,
     };
-    let mut observer_error = None;
-    for d in &denials {
+    for d in ended {
         if let Err(e) = observer.denial(d.clone()).await {
             observer_error.get_or_insert(format!("recording a denial failed: {e}"));
         }
+        denials.push(d);
     }
     if let Err(e) = observer.exited(&exit).await {
         observer_error.get_or_insert(format!("recording the run's exit failed: {e}"));
@@ -238,6 +289,35 @@ pub async fn execute(
         denials,
         observer_error,
     })
+}
+
+/// What the feed delivered and the observer was told.
+#[derive(Default)]
+struct Reported {
+    denials: Vec<Denial>,
+    observer_error: Option<String>,
+}
+
+impl Reported {
+    async fn item(&mut self, item: FeedItem, observer: &dyn Observer) {
+        match item {
+            FeedItem::Denial(d) => {
+                if let Err(e) = observer.denial(d.clone()).await {
+                    self.observer_error
+                        .get_or_insert(format!("recording a denial failed: {e}"));
+                }
+                self.denials.push(d);
+            }
+            FeedItem::Lost { source, detail } => self.lost(&source, &detail, observer).await,
+        }
+    }
+
+    async fn lost(&mut self, source: &str, detail: &str, observer: &dyn Observer) {
+        if let Err(e) = observer.lost(source, detail).await {
+            self.observer_error
+                .get_or_insert(format!("recording lost denials failed: {e}"));
+        }
+    }
 }
 
 fn setup_error(f: SetupFailure, plan: &Plan) -> SuperviseError {

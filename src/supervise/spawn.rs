@@ -24,6 +24,7 @@ use super::cgroup::Join;
 use crate::sandbox::Plan;
 use crate::sys::child::{ChildProgram, Filter, Step};
 use crate::sys::process::{self, ExitStatus};
+use crate::sys::seccomp_notify;
 
 /// How the child's setup ended, when it did not reach `Ready`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,7 @@ pub struct Child {
     status: pipe::Receiver,
     go: Option<OwnedFd>,
     reaped: Option<ExitStatus>,
+    listener: Option<OwnedFd>,
 }
 
 fn null_terminated(v: &[std::ffi::CString]) -> Vec<*const c_char> {
@@ -105,6 +107,7 @@ pub fn spawn(plan: &Plan, stdio: &[OwnedFd; 3], join: &Join) -> io::Result<Child
         status,
         go: Some(go_w),
         reaped: None,
+        listener: None,
     })
 }
 
@@ -132,13 +135,33 @@ impl Child {
         }
     }
 
-    /// Wait until the sandbox is fully applied.
+    /// Wait until the sandbox is fully applied. A seccomp listener the child
+    /// created is copied into the supervisor here ([`Child::take_listener`]).
     pub async fn ready(&mut self) -> Result<(), SetupFailure> {
-        match self.message().await {
-            Ok(Some((s, 0))) if s == Step::Ready as u32 => Ok(()),
-            Ok(msg) => Err(self.failure(msg).await),
-            Err(_) => Err(self.failure(None).await),
+        loop {
+            match self.message().await {
+                Ok(Some((s, 0))) if s == Step::Ready as u32 => return Ok(()),
+                Ok(Some((s, fd))) if s == Step::SeccompListener as u32 && fd >= 0 => {
+                    match seccomp_notify::pidfd_getfd(self.pidfd.get_ref().as_fd(), fd) {
+                        Ok(l) => self.listener = Some(l),
+                        Err(e) => {
+                            let _ = self.kill_and_wait().await;
+                            return Err(SetupFailure::Step(
+                                Step::SeccompListener,
+                                e.raw_os_error().unwrap_or(libc::EIO),
+                            ));
+                        }
+                    }
+                }
+                Ok(msg) => return Err(self.failure(msg).await),
+                Err(_) => return Err(self.failure(None).await),
+            }
         }
+    }
+
+    /// The seccomp listener copied out of the child, once.
+    pub fn take_listener(&mut self) -> Option<OwnedFd> {
+        self.listener.take()
     }
 
     /// Let the child `execve`, and learn whether it did.

@@ -84,6 +84,7 @@ fn request<'a>(policy: &'a Policy, argv: &[&str]) -> RunRequest<'a> {
         runs_root: None,
         cgroups: Cgroups::Create,
         shutdown: None,
+        kernel_audit: policy.denials.kernel_audit.value,
     }
 }
 

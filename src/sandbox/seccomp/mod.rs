@@ -37,6 +37,12 @@ mod tests;
 
 /// `SECCOMP_FILTER_FLAG_LOG`.
 const FLAG_LOG: u32 = 1 << 1;
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
+pub const FLAG_NEW_LISTENER: u32 = 1 << 3;
+/// `SECCOMP_RET_USER_NOTIF`.
+const RET_USER_NOTIF: u32 = 0x7fc0_0000;
+/// `BPF_RET | BPF_K`.
+const BPF_RET_K: u16 = 0x06;
 
 /// Syscalls the child makes after the filter is installed.
 pub const ESSENTIAL: [&str; 4] = ["read", "write", "execve", "exit_group"];
@@ -59,6 +65,22 @@ pub struct Compiled {
     pub filters: Vec<CompiledFilter>,
     /// What will be enforced.
     pub report: SeccompReport,
+    /// The errno the supervisor answers notified calls with, when `main` hands
+    /// its refusals to a listener (`SECCOMP_FILTER_FLAG_NEW_LISTENER`).
+    pub notify_errno: Option<i32>,
+}
+
+/// Hand `main`'s refusals to the supervisor: every `RET_ERRNO | errno` becomes
+/// `RET_USER_NOTIF` (the listener answers with that errno), and the filter is
+/// installed with a listener instead of logging.
+fn notify(main: &mut CompiledFilter, errno: i32) {
+    let refused = guard::RET_ERRNO | errno as u32;
+    for i in main.program.iter_mut() {
+        if i.code == BPF_RET_K && i.k == refused {
+            i.k = RET_USER_NOTIF;
+        }
+    }
+    main.flags = FLAG_NEW_LISTENER;
 }
 
 fn compile_err(e: impl std::fmt::Display) -> SandboxError {
@@ -129,11 +151,17 @@ fn build(
 
 /// Compile the sandbox's seccomp layer.
 pub fn compile(sandbox: &Sandbox) -> Result<Compiled, SandboxError> {
-    compile_with(sandbox, true)
+    compile_with(sandbox, true, true)
 }
 
-/// [`compile`], optionally without the [`optimize`] pass (for equivalence tests).
-pub(crate) fn compile_with(sandbox: &Sandbox, shrink: bool) -> Result<Compiled, SandboxError> {
+/// [`compile`], optionally without the [`optimize`] pass (for equivalence tests)
+/// and without the listener (refusals returned by the kernel itself, as the
+/// tests' BPF interpreter expects).
+pub(crate) fn compile_with(
+    sandbox: &Sandbox,
+    shrink: bool,
+    notify_listener: bool,
+) -> Result<Compiled, SandboxError> {
     let sc = &sandbox.syscalls;
     let (act, action_name) = action(sc.action.value)?;
     let listed = listed(sandbox)?;
@@ -215,6 +243,13 @@ pub(crate) fn compile_with(sandbox: &Sandbox, shrink: bool) -> Result<Compiled, 
             flags: 0,
         },
     );
+    let notify_errno = match sc.action.value {
+        SeccompAction::Errno(e) if notify_listener => {
+            main.iter_mut().for_each(|m| notify(m, e));
+            Some(e)
+        }
+        _ => None,
+    };
     filters.append(&mut main);
     let mut sha = Sha256::new();
     for f in &filters {
@@ -244,7 +279,19 @@ pub(crate) fn compile_with(sandbox: &Sandbox, shrink: bool) -> Result<Compiled, 
                     .unwrap_or_default()
             })
             .collect(),
-        flags: vec!["log".into()],
+        flags: if notify_errno.is_some() {
+            let mut f = vec!["user_notif".to_string()];
+            if filters.iter().any(|f| f.flags & FLAG_LOG != 0) {
+                f.push("log".into());
+            }
+            f
+        } else {
+            vec!["log".into()]
+        },
     };
-    Ok(Compiled { filters, report })
+    Ok(Compiled {
+        filters,
+        report,
+        notify_errno,
+    })
 }

@@ -11,6 +11,44 @@ use super::*;
 use crate::policy::{SeccompAction, SocketFamily, SyscallMode};
 use crate::sandbox::fixtures::{src, strict};
 
+/// The programs with the kernel returning refusals itself (no listener), so
+/// that verdicts carry the errno.
+fn compile(s: &crate::policy::Sandbox) -> Result<Compiled, SandboxError> {
+    compile_with(s, true, false)
+}
+
+#[test]
+fn with_a_listener_refusals_are_notified_and_nothing_else_changes() {
+    let plain = compile(&strict()).unwrap();
+    let notified = super::compile(&strict()).unwrap();
+    assert_eq!(notified.notify_errno, Some(libc::EPERM));
+    assert_eq!(plain.notify_errno, None);
+    let main = notified.filters.last().unwrap();
+    assert_eq!(main.name, "main");
+    assert_eq!(main.flags, FLAG_NEW_LISTENER);
+    assert_eq!(notified.report.flags, vec!["user_notif".to_string()]);
+    for nr in [
+        libc::SYS_unshare,
+        libc::SYS_mount,
+        libc::SYS_read,
+        libc::SYS_bpf,
+    ] {
+        let (p, n) = (verdict(&plain, nr, [0; 6]), verdict(&notified, nr, [0; 6]));
+        if p == RET_ERRNO | libc::EPERM as u32 {
+            assert_eq!(n, 0x7fc0_0000, "syscall {nr}");
+        } else {
+            assert_eq!(n, p, "syscall {nr}");
+        }
+    }
+    let mut kill = strict();
+    kill.syscalls.action = src(SeccompAction::Kill);
+    let k = super::compile(&kill).unwrap();
+    assert_eq!(
+        (k.notify_errno, k.filters.last().unwrap().flags),
+        (None, 1 << 1)
+    );
+}
+
 /// Run one program on `struct seccomp_data`.
 fn eval(p: &[libc::sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
     let mut data = [0u8; 64];
@@ -57,6 +95,7 @@ fn verdict_arch(c: &Compiled, nr: u32, arch: u32, args: [u64; 6]) -> u32 {
         0x0000_0000 => 1,
         0x0003_0000 => 2,
         0x0005_0000 => 3,
+        0x7fc0_0000 => 4,
         _ => 9,
     };
     let mut best = RET_ALLOW;
@@ -388,8 +427,8 @@ proptest! {
     /// architectures, x32, every distinguished argument pattern.
     #[test]
     fn optimized_filters_give_the_same_verdicts(s in arb_sandbox()) {
-        let plain = compile_with(&s, false).unwrap();
-        let small = compile_with(&s, true).unwrap();
+        let plain = compile_with(&s, false, false).unwrap();
+        let small = compile_with(&s, true, false).unwrap();
         let sizes = |c: &Compiled| c.filters.iter().map(|f| f.program.len()).sum::<usize>();
         prop_assert!(sizes(&small) <= sizes(&plain));
         let patterns = arg_patterns();
@@ -414,8 +453,8 @@ proptest! {
 
 #[test]
 fn the_optimizer_halves_strict_and_leaves_odd_programs_alone() {
-    let plain = compile_with(&strict(), false).unwrap();
-    let small = compile_with(&strict(), true).unwrap();
+    let plain = compile_with(&strict(), false, false).unwrap();
+    let small = compile_with(&strict(), true, false).unwrap();
     let main = |c: &Compiled| {
         c.filters
             .iter()

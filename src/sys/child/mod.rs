@@ -43,6 +43,9 @@
 //!     so the status pipe still works until then.
 //! 13. `Seccomp`: each BPF program via `seccomp(SECCOMP_SET_MODE_FILTER, flags)`.
 //!     Last, because from here on only `write`, `read` and `execve` are needed.
+//!     A filter installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER` returns the
+//!     listener's fd (CLOEXEC); its number goes to the parent as
+//!     `(SeccompListener, fd)`, and the parent copies it with `pidfd_getfd`.
 //! 14. `Ready`: tell the parent everything is in place and wait (`read`) for its go
 //!     byte: the parent makes the run-started record durable first. EOF = abort.
 //! 15. `Exec`: `execve(path, argv, envp)`. On success the status pipe closes (CLOEXEC)
@@ -55,6 +58,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 pub use step::Step;
 
 mod step;
+
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
+const NEW_LISTENER: u32 = 1 << 3;
 
 /// Exit status of a child that failed before `execve`.
 pub const CHILD_FAILED: i32 = 125;
@@ -417,7 +423,7 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
             filter: f.program.as_ptr() as *mut libc::sock_filter,
         };
         // SAFETY: prog points at a live program of `len` instructions; the kernel copies it.
-        check(
+        let ret = check(
             unsafe {
                 libc::syscall(
                     libc::SYS_seccomp,
@@ -428,6 +434,10 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
             },
             Step::Seccomp,
         )?;
+        // With a listener the return value is its fd (CLOEXEC: gone at execve).
+        if f.flags & NEW_LISTENER != 0 {
+            report(p.status, Step::SeccompListener, ret as i32);
+        }
     }
     // 14. Ready; wait for go (EOF = the supervisor aborted the run).
     report(p.status, Step::Ready, 0);

@@ -48,13 +48,16 @@ pub enum Step {
     Exec = 21,
     /// `personality(PER_LINUX)`.
     Personality = 22,
+    /// Not a failure: the seccomp listener fd number (in the errno slot), sent
+    /// before `Ready` when a filter was installed with a listener.
+    SeccompListener = 23,
 }
 
 impl Step {
     /// Decode a step id read from the status pipe.
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 22] = [
+        const ALL: [Step; 23] = [
             Signals,
             Session,
             ParentDeath,
@@ -77,6 +80,7 @@ impl Step {
             Ready,
             Exec,
             Personality,
+            SeccompListener,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -106,6 +110,7 @@ impl Step {
             Step::Ready => "waiting for the supervisor",
             Step::Exec => "executing the command (execve)",
             Step::Personality => "resetting the execution domain (personality)",
+            Step::SeccompListener => "handing the seccomp listener to the supervisor",
         }
     }
 }
@@ -116,12 +121,12 @@ mod tests {
 
     #[test]
     fn step_ids_round_trip() {
-        for v in 1..=22 {
+        for v in 1..=23 {
             let s = Step::from_u32(v).expect("every id in range decodes");
             assert_eq!(s as u32, v);
             assert!(!s.describe().is_empty());
         }
         assert_eq!(Step::from_u32(0), None);
-        assert_eq!(Step::from_u32(23), None);
+        assert_eq!(Step::from_u32(24), None);
     }
 }
