@@ -20,7 +20,7 @@
 //!   feeds it, JSON checked one block ahead on a helper thread); [`verdict`]
 //!   is its report.
 //! - [`reader`], [`summary`], [`follow`] and [`lines`]: `audit show` and
-//!   `audit tail [-f]`.
+//!   `audit tail [-f]`; [`why`]: `audit why`, one denial explained.
 //!
 //! The record format, hashing rule, faults and key files are documented for
 //! operators in `docs/audit.md`.
@@ -85,6 +85,7 @@ pub mod ticket;
 pub mod verdict;
 pub mod verify;
 pub(crate) mod vouch;
+pub mod why;
 pub mod writer;
 
 pub use record::{CheckpointReason, RecordBody, RecordHash};

@@ -52,8 +52,10 @@ pub fn row(r: &Record, color: bool) -> String {
         Some(t) => t.replacen('T', " ", 1),
         None => clean(&r.ts),
     };
-    let denial = r.kind == "denial";
-    let kind = if denial {
+    let denial = r.kind == "denial" || r.kind == "denials-lost";
+    let kind = if r.kind == "denials-lost" {
+        "!! DENIALS LOST".to_string()
+    } else if denial {
         "!! DENIAL".to_string()
     } else {
         fit(&clean(&r.kind), 18)

@@ -1,6 +1,6 @@
 //! `enforcecore audit …`: keys, verification and the responders' views.
 //!
-//! `keygen`, `verify` (exit 0 intact, 1 otherwise), `show`, `tail [-f]`, and
+//! `keygen`, `verify` (exit 0 intact, 1 otherwise), `show`, `tail [-f]`, `why`, and
 //! the hidden `append` (a writer process for tests and benchmarks). Output
 //! only: the trail logic lives in [`crate::audit`].
 
@@ -16,7 +16,7 @@ use crate::audit::follow::Follower;
 use crate::audit::reader::{self, Filter, Record};
 use crate::audit::record::KINDS;
 use crate::audit::verify;
-use crate::audit::{RecordBody, Ticket, Trail, TrailOptions, keys, summary};
+use crate::audit::{RecordBody, Ticket, Trail, TrailOptions, keys, summary, why};
 
 /// Subcommands of `enforcecore audit`.
 #[derive(Debug, Subcommand)]
@@ -29,6 +29,9 @@ pub enum AuditCommand {
     Show(ShowArgs),
     /// Show the last records, and with -f follow new ones across rotation.
     Tail(TailArgs),
+    /// Explain one denial: what was attempted, which layer and rule stopped it,
+    /// the smallest policy change that would allow it, and what that would expose.
+    Why(WhyArgs),
     /// Append records read from stdin (JSON bodies, one per line). Internal:
     /// used by tests and benchmarks as a real writer process.
     #[command(hide = true)]
@@ -77,7 +80,7 @@ pub struct FilterArgs {
     /// Not after: RFC 3339 (UTC), a date, or an age.
     #[arg(long, value_name = "T")]
     pub until: Option<String>,
-    /// Only denials (same as --kind denial).
+    /// Only denials and denial losses (same as --kind denial --kind denials-lost).
     #[arg(long)]
     pub denials: bool,
     /// Print the records as stored (JSON lines) instead of a table.
@@ -111,6 +114,25 @@ pub struct TailArgs {
     /// Filters and output.
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+/// `audit why`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "RECORD is the denial's sequence number (the SEQ column of `audit show \
+--denials`), or a run id (or a unique prefix of it) and the index of the run's denial, counted \
+from 1: `9f3a0c:2`."
+)]
+pub struct WhyArgs {
+    /// The trail file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The denial: SEQ, or RUN:N.
+    #[arg(value_name = "RECORD")]
+    pub record: String,
+    /// Print the explanation as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `audit append` (hidden).
@@ -150,6 +172,7 @@ pub fn execute(cmd: AuditCommand) -> anyhow::Result<u8> {
         AuditCommand::Verify(a) => verify(a),
         AuditCommand::Show(a) => show(a),
         AuditCommand::Tail(a) => tail(a),
+        AuditCommand::Why(a) => why(a),
         AuditCommand::Append(a) => append(a),
     };
     // A closed stdout (`| head`) ends the output; it is not an error.
@@ -205,6 +228,7 @@ fn filter(a: &FilterArgs) -> anyhow::Result<Filter> {
     }
     if a.denials {
         kinds.push("denial".into());
+        kinds.push("denials-lost".into());
     }
     Ok(Filter {
         run: a.run.clone(),
@@ -326,6 +350,110 @@ fn tail(a: TailArgs) -> anyhow::Result<u8> {
         Some(e) => Err(e.into()),
         None => Ok(0),
     }
+}
+
+/// The record `sel` names in `file`.
+fn select(file: &std::path::Path, sel: &why::Selector) -> anyhow::Result<Record> {
+    let found = match sel {
+        why::Selector::Seq(seq) => reader::find(file, *seq)?,
+        why::Selector::RunIndex(run, n) => {
+            let mut runs = std::collections::BTreeSet::new();
+            let mut hits: Vec<Record> = Vec::new();
+            reader::for_each(file, |r| {
+                if let Ok(r) = r
+                    && r.kind == "denial"
+                    && let Some(id) = r.run()
+                    && id.starts_with(run.as_str())
+                {
+                    runs.insert(id.to_string());
+                    hits.push(r);
+                }
+                true
+            })?;
+            if runs.len() > 1 {
+                bail!(
+                    "run id prefix `{run}` matches {} runs ({}); give more of it",
+                    runs.len(),
+                    runs.into_iter().collect::<Vec<_>>().join(", ")
+                );
+            }
+            let total = hits.len();
+            match hits.into_iter().nth(n - 1) {
+                Some(r) => Some(r),
+                None => bail!(
+                    "run `{run}` has {total} denial(s) in {}; there is no denial {n}",
+                    file.display()
+                ),
+            }
+        }
+    };
+    let Some(r) = found else {
+        bail!(
+            "{} has no record {}; list denials with `enforcecore audit show --denials {}`",
+            file.display(),
+            match sel {
+                why::Selector::Seq(s) => s.to_string(),
+                why::Selector::RunIndex(r, n) => format!("{r}:{n}"),
+            },
+            file.display()
+        );
+    };
+    Ok(r)
+}
+
+fn why(a: WhyArgs) -> anyhow::Result<u8> {
+    let sel = why::Selector::parse(&a.record).map_err(anyhow::Error::msg)?;
+    let r = select(&a.file, &sel)?;
+    let Some(RecordBody::Denial { run, tool, denial }) = &r.body else {
+        bail!(
+            "record {} is a `{}` record, not a denial; list denials with `enforcecore audit \
+             show --denials {}`",
+            r.seq,
+            r.kind,
+            a.file.display()
+        );
+    };
+    let trail = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
+    let e = why::explain(denial, Some(&trail));
+    let mut out = io::stdout().lock();
+    if a.json {
+        let v = serde_json::json!({
+            "seq": r.seq,
+            "ts": r.ts,
+            "run": run,
+            "tool": tool,
+            "denial": denial,
+            "explanation": e,
+        });
+        serde_json::to_writer(&mut out, &v)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    let c = summary::clean;
+    writeln!(
+        out,
+        "denial at seq {} ({}), run {} (tool {})",
+        r.seq,
+        c(&r.ts),
+        c(run),
+        c(tool)
+    )?;
+    writeln!(out, "attempted:   {}", c(&e.attempted))?;
+    writeln!(out, "stopped by:  {} — {}", e.layer, e.layer_is)?;
+    writeln!(out, "responsible: {}", c(&e.responsible))?;
+    match &e.change {
+        Some(ch) => {
+            writeln!(out, "to allow it: {} — add to the policy:", ch.field)?;
+            for l in ch.yaml.lines() {
+                writeln!(out, "    {}", c(l))?;
+            }
+        }
+        None => writeln!(out, "to allow it: no policy change can allow this")?,
+    }
+    for w in &e.warnings {
+        writeln!(out, "WARNING:     {}", c(w))?;
+    }
+    Ok(0)
 }
 
 fn append(a: AppendArgs) -> anyhow::Result<u8> {
