@@ -8,6 +8,7 @@ mod util;
 
 mod audit;
 mod cgroup;
+mod denials;
 mod policy;
 mod redact;
 mod run;

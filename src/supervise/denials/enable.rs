@@ -228,6 +228,17 @@ pub fn release(dir: &Path, ctl: &mut Control) -> io::Result<()> {
     r
 }
 
+/// The state file and the kernel's audit status, read together under the lock
+/// (no supervisor can switch audit on or off in between).
+pub fn snapshot(
+    dir: &Path,
+    ctl: &mut Control,
+) -> io::Result<(State, crate::sandbox::probe::AuditStatus)> {
+    let l = lock(dir)?;
+    let status = ctl.status()?;
+    Ok((l.state, status))
+}
+
 /// The state file as it is now (for `doctor`); read without the lock.
 pub fn current(dir: &Path) -> Option<State> {
     serde_json::from_slice(&fs::read(dir.join("kernel-audit.json")).ok()?).ok()
