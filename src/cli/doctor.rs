@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use crate::sandbox::cgroup::CgroupDescription;
 use crate::sandbox::probe::{self, AuditStatus, UserNamespaces};
+use crate::supervise::denials::enable;
+use crate::supervise::denials::netlink::Multicast;
 
 /// Arguments of `enforcecore doctor`.
 #[derive(Debug, Args)]
@@ -71,6 +73,16 @@ struct Seccomp {
     user_notif: bool,
 }
 
+/// How kernel denials reach the trail on this host.
+#[derive(Debug, Serialize)]
+struct DenialFeed {
+    /// Joining the audit multicast group (`AUDIT_NLGRP_READLOG`) works.
+    #[serde(serialize_with = "ok_or_error")]
+    multicast: Result<(), String>,
+    /// EnforceCore's record of who holds kernel audit on.
+    state: Option<enable::State>,
+}
+
 /// An account the default policies use.
 #[derive(Debug, Serialize)]
 struct Account {
@@ -90,6 +102,7 @@ struct Report {
     cgroups: Result<CgroupDescription, String>,
     #[serde(serialize_with = "ok_or_error")]
     kernel_audit: Result<AuditStatus, String>,
+    denial_feed: DenialFeed,
     user_namespaces: UserNamespaces,
     accounts: Vec<Account>,
     ok: bool,
@@ -183,6 +196,12 @@ fn gather() -> Report {
         seccomp,
         cgroups,
         kernel_audit: probe::audit_status(),
+        denial_feed: DenialFeed {
+            multicast: Multicast::open(4096)
+                .map(drop)
+                .map_err(|e| format!("{e} (needs CAP_AUDIT_READ)")),
+            state: enable::current(std::path::Path::new(enable::STATE_DIR)),
+        },
         user_namespaces: probe::user_namespaces(),
         accounts,
         ok,
@@ -268,10 +287,10 @@ fn render(r: &Report) -> String {
                 a.backlog_limit,
                 a.lost,
                 if a.enabled == 0 {
-                    ": Landlock and seccomp denials are not reported until it is switched \
-                     on (policies with denials.kernel_audit: enable do so per run)"
+                    ": Landlock denials are not reported until it is switched on (policies \
+                     with denials.kernel_audit: enable do so per run)"
                 } else {
-                    ": Landlock and seccomp denials reach the audit trail"
+                    ": Landlock denials reach the audit trail"
                 }
             );
         }
@@ -280,6 +299,38 @@ fn render(r: &Report) -> String {
                 s,
                 "kernel audit: unavailable ({e}): kernel denials cannot be captured"
             );
+        }
+    }
+    let f = &r.denial_feed;
+    let _ = writeln!(
+        s,
+        "denial feed: seccomp refusals through a per-run user-notification listener \
+         (kill action: audit records); Landlock records from the audit multicast group: {}",
+        match &f.multicast {
+            Ok(()) => "joinable".to_string(),
+            Err(e) => format!("UNAVAILABLE ({e})"),
+        }
+    );
+    match f.state.as_ref().filter(|st| !st.holders.is_empty()) {
+        Some(st) => {
+            let holders: Vec<String> = st
+                .holders
+                .iter()
+                .map(|h| format!("pid {} ({} run(s))", h.pid, h.runs))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  kernel audit is held on by EnforceCore for {}{}",
+                holders.join(", "),
+                if st.enabled_by_enforcecore {
+                    "; it switched audit on and switches it off after the last run"
+                } else {
+                    "; audit was already on and is left on"
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  no EnforceCore run holds kernel audit on right now");
         }
     }
     let u = &r.user_namespaces;
