@@ -38,9 +38,10 @@
 //! 10. `NoNewPrivs`: `PR_SET_NO_NEW_PRIVS` (also what Landlock and seccomp require).
 //! 11. `Landlock`: `landlock_restrict_self(ruleset_fd, flags)` with the ruleset the
 //!     parent created and filled (`LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON` on ABI >= 7).
-//! 12. `Stdio`, `CloseRange`: the supervisor's pipes onto 0, 1, 2, then
-//!     `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`: every other fd closes at `execve`,
-//!     so the status pipe still works until then.
+//! 12. `Stdio`, `CloseRange`: the supervisor's pipes onto 0, 1, 2, then every
+//!     other fd is closed with `close_range` except the status and go pipes (both
+//!     CLOEXEC, so they close at `execve`). Closed, not only marked CLOEXEC, so
+//!     that the seccomp listener finds a free fd below `RLIMIT_NOFILE`.
 //! 13. `Seccomp`: each BPF program via `seccomp(SECCOMP_SET_MODE_FILTER, flags)`.
 //!     Last, because from here on only `write`, `read` and `execve` are needed.
 //!     A filter installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER` returns the
@@ -396,7 +397,7 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
         Step::Landlock,
     )?;
     // 12. Stdio onto 0, 1, 2 (sources are >= 3, so dup2 never aliases), then
-    //     everything else close-on-exec.
+    //     everything else but the status and go pipes closed.
     for (target, fd) in p.stdio.iter().enumerate() {
         // SAFETY: fd is open (owned by the parent); target is 0..=2.
         check(
@@ -404,18 +405,34 @@ fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
             Step::Stdio,
         )?;
     }
-    // SAFETY: integer arguments only.
-    check(
-        unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                3 as c_long,
-                c_long::from(u32::MAX),
-                libc::CLOSE_RANGE_CLOEXEC as c_long,
-            )
-        },
-        Step::CloseRange,
-    )?;
+    // Everything else is closed now (not only marked close-on-exec): the
+    // seccomp listener, if any, must find a free fd below RLIMIT_NOFILE.
+    let (a, b) = {
+        let (s, g) = (p.status.as_raw_fd() as u32, p.go.as_raw_fd() as u32);
+        (s.min(g), s.max(g))
+    };
+    for (first, last) in [
+        (3, a.wrapping_sub(1)),
+        (a + 1, b.wrapping_sub(1)),
+        (b + 1, u32::MAX),
+    ] {
+        let first = first.max(3);
+        if first > last {
+            continue;
+        }
+        // SAFETY: integer arguments only; the status and go pipes are outside the ranges.
+        check(
+            unsafe {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    c_long::from(first),
+                    c_long::from(last),
+                    0 as c_long,
+                )
+            },
+            Step::CloseRange,
+        )?;
+    }
     // 13. seccomp, last.
     for f in p.seccomp {
         let prog = libc::sock_fprog {
