@@ -102,6 +102,14 @@ pub trait Observer: Send + Sync {
     }
     /// The run ended.
     async fn exited(&self, exit: &ExitReport) -> Result<(), ObserverError>;
+    /// Several denials that arrived together, in order. The default reports
+    /// them one by one; the audit trail submits them as one batch.
+    async fn denials(&self, batch: &[Denial]) -> Result<(), ObserverError> {
+        for d in batch {
+            self.denial(d.clone()).await?;
+        }
+        Ok(())
+    }
     /// Kernel denial records may have been lost while the run was live
     /// (netlink overflow, kernel backlog drops, a listener failure). Called
     /// before `exited`. The default logs a warning; the audit trail records it.

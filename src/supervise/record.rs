@@ -131,6 +131,25 @@ impl Observer for TrailObserver {
         Ok(())
     }
 
+    async fn denials(&self, batch: &[Denial]) -> Result<(), ObserverError> {
+        // Submitted together: one batch, one sync.
+        let tickets: Vec<_> = batch
+            .iter()
+            .map(|d| {
+                self.denials.fetch_add(1, Ordering::Relaxed);
+                self.trail.submit(RecordBody::Denial {
+                    run: self.run.clone(),
+                    tool: self.tool.clone(),
+                    denial: d.clone(),
+                })
+            })
+            .collect();
+        for t in tickets {
+            t.await?;
+        }
+        Ok(())
+    }
+
     async fn lost(&self, source: &str, detail: &str) -> Result<(), ObserverError> {
         let body = RecordBody::DenialsLost {
             source: source.to_string(),

@@ -190,7 +190,7 @@ pub async fn execute(
                 if deadline.is_some() => break Event::Timeout,
             _ = cap.notify.notified() => break Event::Cap,
             _ = &mut shutdown, if has_shutdown => break Event::Shutdown,
-            Some(item) = feed.next() => reported.item(item, observer).await,
+            items = feed.next() => reported.items(items, observer).await,
         }
     };
     let (status, enforced) = match event {
@@ -260,9 +260,8 @@ pub async fn execute(
             }
         }
     }
-    for item in feed.settle().await {
-        reported.item(item, observer).await;
-    }
+    let items = feed.settle().await;
+    reported.items(items, observer).await;
     drop(feed);
     let mut denials = reported.denials;
     let mut observer_error = reported.observer_error;
@@ -311,16 +310,26 @@ struct Reported {
 }
 
 impl Reported {
-    async fn item(&mut self, item: FeedItem, observer: &dyn Observer) {
-        match item {
-            FeedItem::Denial(d) => {
-                if let Err(e) = observer.denial(d.clone()).await {
-                    self.observer_error
-                        .get_or_insert(format!("recording a denial failed: {e}"));
-                }
-                self.denials.push(d);
+    /// Report a batch: the denials together (one group commit in the trail),
+    /// then the losses.
+    async fn items(&mut self, items: Vec<FeedItem>, observer: &dyn Observer) {
+        let mut batch = Vec::new();
+        let mut lost = Vec::new();
+        for i in items {
+            match i {
+                FeedItem::Denial(d) => batch.push(d),
+                FeedItem::Lost { source, detail } => lost.push((source, detail)),
             }
-            FeedItem::Lost { source, detail } => self.lost(&source, &detail, observer).await,
+        }
+        if !batch.is_empty() {
+            if let Err(e) = observer.denials(&batch).await {
+                self.observer_error
+                    .get_or_insert(format!("recording a denial failed: {e}"));
+            }
+            self.denials.extend(batch);
+        }
+        for (source, detail) in lost {
+            self.lost(&source, &detail, observer).await;
         }
     }
 

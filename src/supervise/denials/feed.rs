@@ -38,6 +38,9 @@ use crate::policy::KernelAudit;
 /// How long a finished run waits for its last kernel records.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Most items [`Registration::next`] returns at once.
+const MAX_BATCH: usize = 1024;
+
 /// Receive buffer of the multicast socket.
 const RCVBUF: usize = 8 << 20;
 
@@ -328,9 +331,20 @@ impl Registration {
         self.tx.clone()
     }
 
-    /// The next item, as it arrives.
-    pub async fn next(&mut self) -> Option<FeedItem> {
-        self.rx.recv().await
+    /// The next items: waits for one, then takes every other one already queued
+    /// (so that a burst of denials is recorded as one batch).
+    pub async fn next(&mut self) -> Vec<FeedItem> {
+        let mut out = Vec::new();
+        if let Some(first) = self.rx.recv().await {
+            out.push(first);
+            while out.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(i) => out.push(i),
+                    Err(_) => break,
+                }
+            }
+        }
+        out
     }
 
     /// After the run's processes are dead: wait until every kernel record they
