@@ -224,7 +224,8 @@ pub fn explain(d: &Denial, trail: Option<&Path>) -> Explanation {
                 .filter(|r| !r.is_empty())
                 .collect();
             let denied = d.hint.contains("filesystem.deny");
-            let change = (!denied).then(|| Change {
+            let moving = d.hint.contains("Landlock `refer`");
+            let change = (!denied && !moving).then(|| Change {
                 field: "sandbox.filesystem.rules".into(),
                 yaml: yaml_list(
                     &["sandbox", "filesystem", "rules"],
@@ -232,14 +233,22 @@ pub fn explain(d: &Denial, trail: Option<&Path>) -> Explanation {
                 ),
             });
             let verbs: Vec<&str> = rights.iter().map(|r| verb(r)).collect();
-            (
+            let attempted = if moving {
+                format!(
+                    "link or rename a file between {} and a directory with other rights{by}",
+                    d.object
+                )
+            } else {
                 format!(
                     "{} {} (`{}`){by}",
                     verbs.join(", "),
                     d.object,
                     rights.join("`, `")
-                ),
-                if denied {
+                )
+            };
+            (
+                attempted,
+                if denied || moving {
                     d.hint.clone()
                 } else {
                     format!(

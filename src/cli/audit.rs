@@ -448,7 +448,10 @@ fn why(a: WhyArgs) -> anyhow::Result<u8> {
                 writeln!(out, "    {}", c(l))?;
             }
         }
-        None => writeln!(out, "to allow it: no policy change can allow this")?,
+        None => writeln!(
+            out,
+            "to allow it: no policy grant is suggested (see `responsible`)"
+        )?,
     }
     for w in &e.warnings {
         writeln!(out, "WARNING:     {}", c(w))?;

@@ -148,7 +148,17 @@ impl Hints {
                 .fs_denies
                 .iter()
                 .find(|(d, _)| path == *d || path.starts_with(&format!("{d}/")));
+            let moving = matches!(
+                syscall,
+                Some(libc::SYS_link | libc::SYS_linkat | libc::SYS_rename)
+                    | Some(libc::SYS_renameat | libc::SYS_renameat2)
+            );
             let hint = match denied {
+                _ if moving => format!(
+                    "a link or rename would move a file between {path} and a directory where \
+                     it has other rights (Landlock `refer`); copy it instead, or grant the same \
+                     rights on both in sandbox.filesystem.rules"
+                ),
                 Some((d, origin)) => format!(
                     "{path} is under filesystem.deny `{d}` ({origin}) and can never be granted"
                 ),
