@@ -42,7 +42,10 @@
 //!    thread). The future is `Send` and may be dropped at any time: the tree is
 //!    killed and everything removed.
 //! 4. The [`Observer`] is the audit hook: `started` must make run-started durable
-//!    before returning; `denial` and `exited` follow. The exit code is
+//!    before returning; `denial` (or `denials`, a batch), `lost` and `exited`
+//!    follow. Set `RunRequest::kernel_audit` from the policy's
+//!    `denials.kernel_audit`; every run registers with the one process-wide
+//!    [`denials::Feed`] by itself. The exit code is
 //!    [`SuperviseError::exit_code`] on error, else `exit::from_wait` of the
 //!    [`ExitReport`] (124 when its cause is `timeout`).
 
