@@ -261,6 +261,7 @@ pub async fn execute(
         }
     }
     let items = feed.settle().await;
+    tracing::debug!(us = clock.us(), "run: denial feed settled");
     reported.items(items, observer).await;
     drop(feed);
     let mut denials = reported.denials;

@@ -169,27 +169,40 @@ impl Locked {
 }
 
 /// Take kernel audit for one run of this process, per the policy's choice.
-/// `Capture::active()` means the caller must later call [`release`].
-pub fn acquire(dir: &Path, mode: KernelAudit, ctl: &mut Control) -> Capture {
+/// `Capture::active()` means the caller must later call [`release`]. Also
+/// returns the kernel's lost-record counter when it was read.
+///
+/// `AUDIT_GET` is slow (the kernel answers from a freshly created kernel
+/// thread), so it is skipped when another live EnforceCore process already
+/// holds audit on: then it is known to be on.
+pub fn acquire(dir: &Path, mode: KernelAudit, ctl: &mut Control) -> (Capture, Option<u32>) {
     if mode == KernelAudit::Off {
-        return Capture::Off("the policy sets denials.kernel_audit: off".into());
+        return (
+            Capture::Off("the policy sets denials.kernel_audit: off".into()),
+            None,
+        );
     }
     let mut l = match lock(dir) {
         Ok(l) => l,
         Err(e) => {
-            return Capture::Unavailable(format!(
-                "cannot lock {}/kernel-audit.lock: {e}",
-                dir.display()
-            ));
+            let why = format!("cannot lock {}/kernel-audit.lock: {e}", dir.display());
+            return (Capture::Unavailable(why), None);
         }
     };
+    if l.state.enabled_by_enforcecore && !l.state.holders.is_empty() {
+        l.hold(1);
+        if let Err(e) = l.save() {
+            tracing::warn!("saving {}: {e}", l.path.display());
+        }
+        return (Capture::EnabledByEnforcecore, None);
+    }
     // A crashed holder may have left audit on: switch it off first if so.
     if let Err(e) = l.settle(ctl) {
         tracing::warn!("restoring kernel audit after a crashed supervisor: {e}");
     }
     let status = match ctl.status() {
         Ok(s) => s,
-        Err(e) => return Capture::Unavailable(format!("AUDIT_GET failed: {e}")),
+        Err(e) => return (Capture::Unavailable(format!("AUDIT_GET failed: {e}")), None),
     };
     let capture = if status.enabled != 0 {
         if l.state.enabled_by_enforcecore {
@@ -198,15 +211,13 @@ pub fn acquire(dir: &Path, mode: KernelAudit, ctl: &mut Control) -> Capture {
             Capture::AlreadyEnabled
         }
     } else if mode == KernelAudit::IfEnabled {
-        return Capture::Off(
-            "kernel audit is off and the policy sets denials.kernel_audit: if_enabled".into(),
-        );
+        let why = "kernel audit is off and the policy sets denials.kernel_audit: if_enabled";
+        return (Capture::Off(why.into()), None);
     } else {
         let backlog = status.backlog_limit.max(BACKLOG_LIMIT);
         if let Err(e) = ctl.set(1, Some(backlog)) {
-            return Capture::Unavailable(format!(
-                "switching kernel audit on failed: {e} (needs CAP_AUDIT_CONTROL)"
-            ));
+            let why = format!("switching kernel audit on failed: {e} (needs CAP_AUDIT_CONTROL)");
+            return (Capture::Unavailable(why), None);
         }
         l.state.enabled_by_enforcecore = true;
         l.state.prior_backlog_limit = status.backlog_limit;
@@ -216,7 +227,7 @@ pub fn acquire(dir: &Path, mode: KernelAudit, ctl: &mut Control) -> Capture {
     if let Err(e) = l.save() {
         tracing::warn!("saving {}: {e}", l.path.display());
     }
-    capture
+    (capture, Some(status.lost))
 }
 
 /// Give back one run's hold; the last holder restores the host's audit state.

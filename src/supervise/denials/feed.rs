@@ -229,21 +229,20 @@ impl Feed {
         mode: KernelAudit,
     ) -> Registration {
         let (tx, rx) = mpsc::unbounded_channel();
-        let capture = match mode {
-            KernelAudit::Off => Capture::Off("the policy sets denials.kernel_audit: off".into()),
+        let (capture, lost_before) = match mode {
+            KernelAudit::Off => (
+                Capture::Off("the policy sets denials.kernel_audit: off".into()),
+                None,
+            ),
             _ => match self.reader() {
-                Err(e) => Capture::Unavailable(e),
+                Err(e) => (Capture::Unavailable(e), None),
                 Ok(()) => self
                     .with_control(|c| Ok(enable::acquire(&self.dir, mode, c)))
                     .unwrap_or_else(|e| {
-                        Capture::Unavailable(format!("opening NETLINK_AUDIT failed: {e}"))
+                        let why = format!("opening NETLINK_AUDIT failed: {e}");
+                        (Capture::Unavailable(why), None)
                     }),
             },
-        };
-        let lost_before = if capture.active() {
-            self.with_control(|c| c.status()).ok().map(|s| s.lost)
-        } else {
-            None
         };
         let mut reg = self.registry();
         reg.next += 1;
