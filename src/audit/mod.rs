@@ -289,6 +289,8 @@ fn default_trail_path_for(
 #[cfg(test)]
 mod tamper_tests;
 #[cfg(test)]
+mod why_tests;
+#[cfg(test)]
 mod writer_tests;
 
 #[cfg(test)]
