@@ -22,6 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ struct Slot {
     pids: HashSet<i32>,
     hints: Arc<Hints>,
     tx: mpsc::UnboundedSender<FeedItem>,
+    /// A kernel audit record was attributed to the run.
+    audited: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -120,6 +123,7 @@ impl Registry {
                 };
                 slot.pids.extend(pid);
                 slot.pids.extend(ppid);
+                slot.audited.store(true, Ordering::Relaxed);
                 let _ = slot
                     .tx
                     .send(FeedItem::Denial(slot.hints.landlock(&access, pid, syscall)));
@@ -138,6 +142,7 @@ impl Registry {
                     return;
                 }
                 if let Some(slot) = self.owner(pid).and_then(|k| self.runs.get(&k)) {
+                    slot.audited.store(true, Ordering::Relaxed);
                     let _ = slot.tx.send(FeedItem::Denial(
                         slot.hints.seccomp(pid, syscall, arch, None),
                     ));
@@ -244,6 +249,7 @@ impl Feed {
                     }),
             },
         };
+        let audited = Arc::new(AtomicBool::new(false));
         let mut reg = self.registry();
         reg.next += 1;
         let key = reg.next;
@@ -256,6 +262,7 @@ impl Feed {
                 pids: HashSet::new(),
                 hints: Arc::new(hints),
                 tx: tx.clone(),
+                audited: audited.clone(),
             },
         );
         drop(reg);
@@ -266,6 +273,7 @@ impl Feed {
             rx,
             capture,
             lost_before,
+            audited,
         }
     }
 }
@@ -317,6 +325,7 @@ pub struct Registration {
     rx: mpsc::UnboundedReceiver<FeedItem>,
     capture: Capture,
     lost_before: Option<u32>,
+    audited: Arc<AtomicBool>,
 }
 
 impl Registration {
@@ -381,8 +390,12 @@ impl Registration {
                     ),
                 });
             }
-            if let (Some(before), Ok(now)) =
-                (self.lost_before, self.feed.with_control(|c| c.status()))
+            // The kernel's lost-record counter (AUDIT_GET costs a kernel thread):
+            // read when the run's processes were audited, i.e. emitted records
+            // at a rate where the backlog could overflow.
+            let audited = self.audited.load(Ordering::Relaxed);
+            if let Some(before) = self.lost_before.filter(|_| audited)
+                && let Ok(now) = self.feed.with_control(|c| c.status())
                 && now.lost > before
             {
                 out.push(FeedItem::Lost {
