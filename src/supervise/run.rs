@@ -38,6 +38,11 @@ pub async fn execute(
     if let Cgroups::Early(e) = &mut source {
         e.limit(limits);
     }
+    // The hold on kernel audit (netlink, a file lock) is taken meanwhile too.
+    let hold_task = {
+        let mode = req.kernel_audit;
+        tokio::task::spawn_blocking(move || Feed::global().hold(mode))
+    };
     let cg_task = {
         let id = req.run_id.clone();
         blocking(move || cg::create(&id, &limits, required, source))
@@ -113,12 +118,19 @@ pub async fn execute(
     }
     tracing::debug!(us = clock.us(), "run: sandbox applied in the child");
     let hints = Arc::new(Hints::new(sandbox));
+    let hold = match hold_task.await {
+        Ok(h) => h,
+        Err(e) => {
+            child.abort().await;
+            return Err(run.fail(SuperviseError::Task(e.to_string())).await);
+        }
+    };
     let mut feed = Feed::global().register(
         &req.run_id,
         pid,
         run.plan.report.cgroup.paths.clone(),
         (*hints).clone(),
-        req.kernel_audit,
+        hold,
     );
     run.plan.report.kernel_audit = feed.capture().report();
     let listener = child.take_listener();

@@ -224,31 +224,16 @@ impl Feed {
     }
 
     /// Register a run whose child (`main_pid`, in `cgroups`) has its sandbox in
-    /// place but has not exec'd yet. Takes kernel audit per `mode`.
+    /// place but has not exec'd yet, with its hold on kernel audit.
     pub fn register(
         self: &Arc<Self>,
         run_id: &str,
         main_pid: i32,
         cgroups: Vec<PathBuf>,
         hints: Hints,
-        mode: KernelAudit,
+        hold: Hold,
     ) -> Registration {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (capture, lost_before) = match mode {
-            KernelAudit::Off => (
-                Capture::Off("the policy sets denials.kernel_audit: off".into()),
-                None,
-            ),
-            _ => match self.reader() {
-                Err(e) => (Capture::Unavailable(e), None),
-                Ok(()) => self
-                    .with_control(|c| Ok(enable::acquire(&self.dir, mode, c)))
-                    .unwrap_or_else(|e| {
-                        let why = format!("opening NETLINK_AUDIT failed: {e}");
-                        (Capture::Unavailable(why), None)
-                    }),
-            },
-        };
         let audited = Arc::new(AtomicBool::new(false));
         let mut reg = self.registry();
         reg.next += 1;
@@ -271,9 +256,59 @@ impl Feed {
             key,
             tx,
             rx,
+            hold,
+            audited,
+        }
+    }
+
+    /// Take kernel audit per `mode` for one run (netlink and a file lock: call
+    /// it off the async threads, early, while the sandbox is being prepared).
+    /// Dropping the [`Hold`] gives it back.
+    pub fn hold(self: &Arc<Self>, mode: KernelAudit) -> Hold {
+        let (capture, lost_before) = match mode {
+            KernelAudit::Off => (
+                Capture::Off("the policy sets denials.kernel_audit: off".into()),
+                None,
+            ),
+            _ => match self.reader() {
+                Err(e) => (Capture::Unavailable(e), None),
+                Ok(()) => self
+                    .with_control(|c| Ok(enable::acquire(&self.dir, mode, c)))
+                    .unwrap_or_else(|e| {
+                        let why = format!("opening NETLINK_AUDIT failed: {e}");
+                        (Capture::Unavailable(why), None)
+                    }),
+            },
+        };
+        Hold {
+            feed: self.clone(),
             capture,
             lost_before,
-            audited,
+        }
+    }
+}
+
+/// One run's hold on kernel audit ([`Feed::hold`]); released on drop.
+pub struct Hold {
+    feed: Arc<Feed>,
+    capture: Capture,
+    lost_before: Option<u32>,
+}
+
+impl Hold {
+    /// What kernel denial capture is for the run.
+    pub fn capture(&self) -> &Capture {
+        &self.capture
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.capture.active() {
+            let dir = self.feed.dir.clone();
+            if let Err(e) = self.feed.with_control(|c| enable::release(&dir, c)) {
+                tracing::warn!("restoring kernel audit state failed: {e}");
+            }
         }
     }
 }
@@ -317,21 +352,20 @@ fn read_loop(mc: &Multicast, feed: &std::sync::Weak<Feed>) {
 }
 
 /// One run's place in the feed. Dropping it unregisters the run and gives back
-/// its hold on kernel audit.
+/// its [`Hold`] on kernel audit.
 pub struct Registration {
     feed: Arc<Feed>,
     key: u64,
     tx: mpsc::UnboundedSender<FeedItem>,
     rx: mpsc::UnboundedReceiver<FeedItem>,
-    capture: Capture,
-    lost_before: Option<u32>,
+    hold: Hold,
     audited: Arc<AtomicBool>,
 }
 
 impl Registration {
     /// What kernel denial capture is for this run.
     pub fn capture(&self) -> &Capture {
-        &self.capture
+        &self.hold.capture
     }
 
     /// A sender for other sources of this run's denials (the seccomp listener).
@@ -359,7 +393,7 @@ impl Registration {
     /// emitted has been attributed, and return what has not been taken yet.
     pub async fn settle(&mut self) -> Vec<FeedItem> {
         let mut out = Vec::new();
-        if self.capture.active() {
+        if self.hold.capture.active() {
             let token = match crate::supervise::new_run_id() {
                 Ok(t) => t,
                 Err(_) => format!("{}-{}", std::process::id(), self.key),
@@ -394,7 +428,7 @@ impl Registration {
             // read when the run's processes were audited, i.e. emitted records
             // at a rate where the backlog could overflow.
             let audited = self.audited.load(Ordering::Relaxed);
-            if let Some(before) = self.lost_before.filter(|_| audited)
+            if let Some(before) = self.hold.lost_before.filter(|_| audited)
                 && let Ok(now) = self.feed.with_control(|c| c.status())
                 && now.lost > before
             {
@@ -424,11 +458,6 @@ impl Drop for Registration {
             let key = self.key;
             reg.domains.retain(|_, k| *k != key);
         }
-        if self.capture.active() {
-            let dir = self.feed.dir.clone();
-            if let Err(e) = self.feed.with_control(|c| enable::release(&dir, c)) {
-                tracing::warn!("restoring kernel audit state failed: {e}");
-            }
-        }
+        // `hold` drops after this: the run is unregistered before audit is released.
     }
 }
