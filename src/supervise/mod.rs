@@ -9,8 +9,9 @@
 //!    run directory);
 //! 2. the stdio pipes are created and the child is spawned; it applies the
 //!    sandbox and reports ready ([`spawn`]);
-//! 3. the run registers with the process-wide denial feed ([`denials::Feed`],
-//!    which takes kernel audit per `kernel_audit`), then [`Observer::started`]
+//! 3. the run registers with the process-wide denial feed ([`denials::Feed`];
+//!    its hold on kernel audit per `kernel_audit` was taken on a blocking
+//!    thread during step 1), then [`Observer::started`]
 //!    is awaited — the audit trail makes run-started durable before the point of
 //!    no return; an error aborts the run (exit 125);
 //! 4. the child execs; the pumps and the seccomp listener start ([`stdio`],
