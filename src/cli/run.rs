@@ -26,6 +26,7 @@ use crate::supervise::{self, Filters, Input, Output, RunRequest, Streams};
 use audit::Audit;
 
 mod audit;
+pub mod parse;
 
 /// Arguments of `enforcecore run`.
 #[derive(Debug, Args)]
