@@ -69,6 +69,8 @@ where
     let mut c = Command::new(bin());
     c.args(args);
     c.env_remove("ENFORCECORE_LOG");
+    // Runs without --audit-log record into the build tree, not the host's trail.
+    c.env("ENFORCECORE_AUDIT_LOG", default_trail());
     c.stdin(Stdio::null());
     c
 }
@@ -169,4 +171,10 @@ fn nix_geteuid() -> u32 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|u| u.parse().ok())
         .unwrap_or(u32::MAX)
+}
+
+/// Where runs started by the tests without `--audit-log` record (one trail for
+/// the whole test binary, under the build directory; many writers share it).
+pub fn default_trail() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit.jsonl")
 }

@@ -22,7 +22,10 @@ use clap::Args;
 use crate::exit;
 use crate::policy::{self, fmt_size};
 use crate::report::{Caller, Denial, EnforcementReport, ExitCause, ExitReport};
-use crate::supervise::{self, Filters, Input, NoObserver, Output, RunRequest, Streams};
+use crate::supervise::{self, Filters, Input, Output, RunRequest, Streams};
+use audit::Audit;
+
+mod audit;
 
 /// Arguments of `enforcecore run`.
 #[derive(Debug, Args)]
@@ -41,8 +44,10 @@ pub struct RunArgs {
     /// Run as this policy tool: the command and arguments must match its rules.
     #[arg(long, value_name = "NAME")]
     pub tool: Option<String>,
-    /// Append the run's records to this audit trail.
-    #[arg(long, value_name = "FILE")]
+    /// Append the run's records to this audit trail [default: as root
+    /// /var/lib/enforcecore/audit/audit.jsonl, otherwise
+    /// $XDG_STATE_HOME/enforcecore/audit.jsonl or ~/.local/state/enforcecore/audit.jsonl].
+    #[arg(long, value_name = "FILE", env = "ENFORCECORE_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
     /// Sign the trail's checkpoints with this Ed25519 key.
     #[arg(long, value_name = "FILE", requires = "audit_log")]
@@ -71,18 +76,38 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(exit::SUPERVISOR_FAILED);
         }
     };
-    if args.audit_log.is_some() {
-        eprintln!(
-            "enforcecore: error: --audit-log: this build cannot write an audit trail yet; \
-             refusing to run unaudited"
-        );
-        return Ok(exit::SUPERVISOR_FAILED);
-    }
     tracing::debug!(us = t0.elapsed().as_micros() as u64, "cli: policy loaded");
+    let caller = Caller {
+        via: "cli".into(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        pid: Some(std::process::id() as i32),
+        agent: None,
+    };
+    let tool = args
+        .tool
+        .clone()
+        .unwrap_or_else(|| args.command[0].to_string_lossy().into_owned());
+    // The trail and the redaction engine: without either the tool does not run.
+    let audit = match Audit::open(&args, &policy, &run_id, &tool, caller.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("enforcecore: error: {e:#}");
+            return Ok(exit::SUPERVISOR_FAILED);
+        }
+    };
+    tracing::debug!(
+        us = t0.elapsed().as_micros() as u64,
+        "cli: audit trail open"
+    );
     let sandbox = match supervise::admit(&policy, args.tool.as_deref(), &args.command) {
         Ok(s) => s,
         Err(refusal) => {
             eprintln!("enforcecore: {refusal}");
+            let recorded = audit.refused(&refusal);
+            if let Err(e) = recorded {
+                eprintln!("enforcecore: error: recording the refusal failed: {e:#}");
+            }
             return Ok(exit::REFUSED);
         }
     };
@@ -104,14 +129,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         stdout: Output::Fd(dup(std::io::stdout().as_fd()).context("duplicating stdout")?),
         stderr: Output::Fd(dup(std::io::stderr().as_fd()).context("duplicating stderr")?),
     };
-    let caller = Caller {
-        via: "cli".into(),
-        uid: nix::unistd::getuid().as_raw(),
-        gid: nix::unistd::getgid().as_raw(),
-        pid: Some(std::process::id() as i32),
-        agent: None,
-    };
-    let (result, signal) = runtime.block_on(async {
+    let (result, closed, signal) = runtime.block_on(async {
         let stop = Stop::install()?;
         let received = stop.received.clone();
         let req = RunRequest {
@@ -122,13 +140,18 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             caller,
             caller_env: std::env::vars_os().collect(),
             stdio: streams,
-            filters: Filters::passthrough(),
+            filters: Filters::redacting(&audit.engine, policy.redaction.streams.value),
             runs_root: None,
             cgroups: supervise::Cgroups::Early(early),
             shutdown: Some(Box::pin(stop.wait())),
         };
-        let result = supervise::execute(req, &NoObserver).await;
-        anyhow::Ok((result, *received.lock().unwrap_or_else(|p| p.into_inner())))
+        let result = supervise::execute(req, &audit.observer).await;
+        let closed = audit.trail.close_async().await;
+        anyhow::Ok((
+            result,
+            closed,
+            *received.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
     })?;
     let outcome = match result {
         Ok(o) => o,
@@ -157,6 +180,10 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     }
     if let Some(e) = &outcome.observer_error {
         eprintln!("enforcecore: error: {e}");
+        return Ok(exit::SUPERVISOR_FAILED);
+    }
+    if let Err(e) = closed {
+        eprintln!("enforcecore: error: sealing the audit trail failed: {e}");
         return Ok(exit::SUPERVISOR_FAILED);
     }
     Ok(match (outcome.exit.cause, signal) {

@@ -177,6 +177,10 @@ pub trait StreamFilter: Send {
     fn push(&mut self, input: &[u8], out: &mut Vec<u8>);
     /// End of stream: release everything still held back.
     fn finish(&mut self, out: &mut Vec<u8>);
+    /// What was replaced so far, per detector (never the values themselves).
+    fn receipts(&self) -> Vec<crate::report::RedactionReceipt> {
+        Vec::new()
+    }
 }
 mod custom;
 mod detect;

@@ -305,6 +305,10 @@ impl Stream {
 }
 
 impl StreamFilter for Stream {
+    fn receipts(&self) -> Vec<RedactionReceipt> {
+        Stream::receipts(self)
+    }
+
     fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
         if self.eof || input.is_empty() {
             return;

@@ -47,7 +47,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use crate::policy::Sandbox;
-use crate::report::{Caller, Denial, EnforcementReport, ExitReport};
+use crate::report::{Caller, Denial, EnforcementReport, ExitReport, RedactionReceipt};
 use crate::sandbox::SandboxError;
 use crate::sandbox::cgroup::CgroupError;
 use crate::sys::child::Step;
@@ -55,12 +55,14 @@ use crate::sys::child::Step;
 pub mod admit;
 pub mod cgroup;
 pub mod outcome;
+pub mod record;
 mod run;
 pub mod spawn;
 pub mod stdio;
 
 pub use admit::{Refusal, admit};
 pub use cgroup::{Cgroups, Early};
+pub use record::{RunIdentity, TrailObserver};
 pub use run::execute;
 pub use stdio::{Filters, Input, Output, Passthrough, Streams};
 
@@ -85,6 +87,12 @@ pub trait Observer: Send + Sync {
     async fn started(&self, enforcement: &EnforcementReport) -> Result<(), ObserverError>;
     /// A denial attributed to the run.
     async fn denial(&self, denial: Denial) -> Result<(), ObserverError>;
+    /// What the redaction filters replaced, per stream and detector; called once,
+    /// after the output has drained and before [`Observer::exited`].
+    async fn redacted(&self, receipts: &[RedactionReceipt]) -> Result<(), ObserverError> {
+        let _ = receipts;
+        Ok(())
+    }
     /// The run ended.
     async fn exited(&self, exit: &ExitReport) -> Result<(), ObserverError>;
 }
@@ -143,6 +151,8 @@ pub struct RunOutcome {
     pub exit: ExitReport,
     /// Denials reported to the observer.
     pub denials: Vec<Denial>,
+    /// What redaction replaced (reported to the observer).
+    pub receipts: Vec<RedactionReceipt>,
     /// An observer hook failed after the tool had started (the run's record is
     /// incomplete).
     pub observer_error: Option<String>,

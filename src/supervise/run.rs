@@ -190,17 +190,25 @@ pub async fn execute(
         let _ = err.await;
     };
     tokio::pin!(outputs);
-    if timeout(OUTPUT_SETTLE, &mut outputs).await.is_err() {
+    let mut drained = timeout(OUTPUT_SETTLE, &mut outputs).await.is_ok();
+    if !drained {
         if let Err(e) = run.kill_tree(pid).await {
             tracing::warn!("killing the tool's process tree failed: {e}");
         }
-        if timeout(DRAIN_GRACE, &mut outputs).await.is_err() {
+        drained = timeout(DRAIN_GRACE, &mut outputs).await.is_ok();
+        if !drained {
             // A sink that stopped reading, or a pipe held outside the tree.
             tracing::warn!("the tool's output did not drain after the tree was killed; dropped");
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
     }
     pumps.stdin.abort();
+    // Every filter hands in its receipts when its task ends; wait for the ends.
+    let _ = pumps.stdin.await;
+    if !drained {
+        outputs.await; // aborted above: ends as soon as the tasks are dropped
+    }
+    let receipts = std::mem::take(&mut *pumps.receipts.lock().unwrap_or_else(|p| p.into_inner()));
     let enforcement = run.plan.report.clone();
     let fin = run.finish().await;
     tracing::debug!(
@@ -229,6 +237,9 @@ pub async fn execute(
             observer_error.get_or_insert(format!("recording a denial failed: {e}"));
         }
     }
+    if let Err(e) = observer.redacted(&receipts).await {
+        observer_error.get_or_insert(format!("recording the redaction receipts failed: {e}"));
+    }
     if let Err(e) = observer.exited(&exit).await {
         observer_error.get_or_insert(format!("recording the run's exit failed: {e}"));
     }
@@ -236,6 +247,7 @@ pub async fn execute(
         enforcement,
         exit,
         denials,
+        receipts,
         observer_error,
     })
 }

@@ -18,8 +18,8 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use nix::fcntl::OFlag;
 use nix::sys::socket::{MsgFlags, recv, send};
@@ -30,7 +30,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 
-use crate::redact::StreamFilter;
+use crate::policy::Streams as RedactStreams;
+use crate::redact::{Engine, StreamFilter};
+use crate::report::RedactionReceipt;
 use crate::sys::reactor;
 
 const CHUNK: usize = 64 * 1024;
@@ -273,6 +275,8 @@ pub struct Pumps {
     pub stdin: tokio::task::JoinHandle<()>,
     /// stdout and stderr pumps (they end at EOF).
     pub outputs: [tokio::task::JoinHandle<()>; 2],
+    /// Redaction receipts, complete once every pump task has ended.
+    pub receipts: Receipts,
 }
 
 /// The caller's streams and the per-stream filters.
@@ -305,6 +309,43 @@ impl Filters {
             stderr: Box::new(Passthrough),
         }
     }
+
+    /// The policy's redaction: each stream it names passes through its own
+    /// stream of `engine`; the others pass unchanged.
+    pub fn redacting(engine: &Arc<Engine>, streams: RedactStreams) -> Filters {
+        let pick = |on: bool, name: &str| -> Box<dyn StreamFilter> {
+            if on {
+                Box::new(engine.stream(name))
+            } else {
+                Box::new(Passthrough)
+            }
+        };
+        Filters {
+            stdin: pick(streams.stdin, "stdin"),
+            stdout: pick(streams.stdout, "stdout"),
+            stderr: pick(streams.stderr, "stderr"),
+        }
+    }
+}
+
+/// The receipts of a run's filters, collected as each pump ends.
+pub type Receipts = Arc<Mutex<Vec<RedactionReceipt>>>;
+
+/// A pump's filter; hands its receipts to the run when the pump ends, however
+/// it ends (EOF, the tool closing its stdin, or the task being aborted).
+struct Filtered {
+    filter: Box<dyn StreamFilter>,
+    receipts: Receipts,
+}
+
+impl Drop for Filtered {
+    fn drop(&mut self) {
+        let mine = self.filter.receipts();
+        if !mine.is_empty() {
+            let mut all = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
+            all.extend(mine);
+        }
+    }
 }
 
 /// Per-stream filters (identity where no redaction is configured).
@@ -327,16 +368,28 @@ pub fn start(
     let source = CallerEnd::input(streams.stdin)?;
     let out = CallerEnd::output(streams.stdout)?;
     let err = CallerEnd::output(streams.stderr)?;
-    let stdin = tokio::spawn(pump_input(source, pipes.stdin, filters.stdin));
-    let o = tokio::spawn(pump_output(pipes.stdout, out, filters.stdout, cap.clone()));
-    let e = tokio::spawn(pump_output(pipes.stderr, err, filters.stderr, cap));
+    let receipts = Receipts::default();
+    let wrap = |filter| Filtered {
+        filter,
+        receipts: receipts.clone(),
+    };
+    let stdin = tokio::spawn(pump_input(source, pipes.stdin, wrap(filters.stdin)));
+    let o = tokio::spawn(pump_output(
+        pipes.stdout,
+        out,
+        wrap(filters.stdout),
+        cap.clone(),
+    ));
+    let e = tokio::spawn(pump_output(pipes.stderr, err, wrap(filters.stderr), cap));
     Ok(Pumps {
         stdin,
         outputs: [o, e],
+        receipts,
     })
 }
 
-async fn pump_input(mut from: CallerEnd, mut to: pipe::Sender, mut filter: Box<dyn StreamFilter>) {
+async fn pump_input(mut from: CallerEnd, mut to: pipe::Sender, mut filter: Filtered) {
+    let filter = &mut filter.filter;
     let mut buf = vec![0u8; CHUNK];
     let mut out = Vec::with_capacity(CHUNK);
     loop {
@@ -364,9 +417,10 @@ async fn pump_input(mut from: CallerEnd, mut to: pipe::Sender, mut filter: Box<d
 async fn pump_output(
     mut from: pipe::Receiver,
     mut to: CallerEnd,
-    mut filter: Box<dyn StreamFilter>,
+    mut filter: Filtered,
     cap: Arc<OutputCap>,
 ) {
+    let filter = &mut filter.filter;
     let mut buf = vec![0u8; CHUNK];
     let mut out = Vec::with_capacity(CHUNK);
     let mut sink_ok = true;

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 use crate::util::{self, Dir};
 
+mod audit;
 mod fs;
 mod general;
 mod host;
