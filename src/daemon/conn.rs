@@ -29,7 +29,9 @@ use crate::audit::{RecordBody, Trail};
 use crate::exit;
 use crate::report::{Caller, Denial, DenialLayer, ExitCause};
 use crate::sandbox::cgroup::CgroupPool;
-use crate::supervise::{self, Cgroups, Filters, Input, Output, RunRequest, Streams};
+use crate::supervise::{
+    self, Cgroups, Filters, Input, Output, RunIdentity, RunRequest, Streams, TrailObserver,
+};
 
 /// What every connection shares.
 pub struct Shared {
@@ -295,6 +297,17 @@ async fn call(
             _ = client_gone(&rd) => {}
         }
     };
+    let observer = TrailObserver::new(
+        shared.trail.clone(),
+        &active.engine,
+        RunIdentity {
+            run: &run_id,
+            tool,
+            policy: Some(&policy.name),
+            argv: &argv,
+            caller: caller.clone(),
+        },
+    );
     let req = RunRequest {
         run_id: run_id.clone(),
         tool: Some(tool.into()),
@@ -307,7 +320,7 @@ async fn call(
             stdout: Output::Fd(stdout),
             stderr: Output::Fd(stderr),
         },
-        filters: Filters::passthrough(),
+        filters: Filters::redacting(&active.engine, policy.redaction.streams.value),
         runs_root: shared.config.runs_dir.clone(),
         cgroups: shared
             .cgroups
@@ -315,7 +328,6 @@ async fn call(
             .map_or(Cgroups::Create, Cgroups::Pool),
         shutdown: Some(Box::pin(shutdown)),
     };
-    let observer = supervise::NoObserver;
     let outcome = match supervise::execute(req, &observer).await {
         Ok(o) => o,
         Err(e) => return Response::error(e.exit_code(), e.to_string()),
