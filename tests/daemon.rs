@@ -516,6 +516,20 @@ fn hostile_clients_leave_it_serving() {
     // A well-formed call without descriptors.
     let a = raw(&d, &frame(br#"{"op":"call","v":1,"tool":"echo"}"#));
     assert!(a.contains("exactly three descriptors"), "{a}");
+    // More descriptors than stdin, stdout and stderr.
+    {
+        use std::os::fd::AsFd;
+        let s = UnixStream::connect(d.socket()).unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let fds = [null.as_fd(); 4];
+        let f = frame(br#"{"op":"call","v":1,"tool":"echo"}"#);
+        let n = enforcecore::sys::socket::send_with_fds(s.as_fd(), &f, &fds).unwrap();
+        assert_eq!(n, f.len());
+        let mut answer = Vec::new();
+        let _ = (&s).read_to_end(&mut answer);
+        let a = String::from_utf8_lossy(&answer);
+        assert!(a.contains("descriptors"), "{a}");
+    }
     // A future protocol version.
     let a = raw(&d, &frame(br#"{"op":"reload","v":9}"#));
     assert!(a.contains("protocol version 9"), "{a}");
@@ -544,4 +558,28 @@ fn frame(body: &[u8]) -> Vec<u8> {
     let mut f = (body.len() as u32).to_be_bytes().to_vec();
     f.extend_from_slice(body);
     f
+}
+
+#[test]
+fn connections_over_the_cap_are_turned_away() {
+    if !util::require_root() {
+        return;
+    }
+    let d = Daemon::start(
+        &policy("", ""),
+        "limits: {request_timeout: 30s, max_connections: 2}\n",
+    );
+    // Two clients that connect and say nothing hold both places...
+    let idle: Vec<UnixStream> = (0..2)
+        .map(|_| UnixStream::connect(d.socket()).unwrap())
+        .collect();
+    // ...so the third is told so at once.
+    wait_for("the third connection to be turned away", || {
+        raw(&d, b"").contains("limits.max_connections")
+    });
+    drop(idle);
+    wait_for("the places to free up", || {
+        d.call(NOBODY, "echo", &["x"]).status.success()
+    });
+    d.assert_serving();
 }
