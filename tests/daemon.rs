@@ -57,16 +57,22 @@ tools:
 struct Daemon {
     dir: Dir,
     child: Option<Child>,
+    notify: UnixDatagram,
 }
 
 impl Daemon {
     /// Start with `policy` and extra config lines; returns once READY=1 came.
     fn start(policy_text: &str, extra_config: &str) -> Daemon {
-        Daemon::start_keyed(policy_text, extra_config, None)
+        Daemon::start_with(policy_text, extra_config, None, &[])
     }
 
-    /// [`Daemon::start`], signing the trail with `key`.
-    fn start_keyed(policy_text: &str, extra_config: &str, key: Option<&std::path::Path>) -> Daemon {
+    /// [`Daemon::start`], signing the trail with `key`, with `env` added.
+    fn start_with(
+        policy_text: &str,
+        extra_config: &str,
+        key: Option<&std::path::Path>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = Dir::new("daemon");
         let key = key
             .map(|k| format!("key: {}, ", k.display()))
@@ -90,6 +96,7 @@ impl Daemon {
             .args(["serve", "--config"])
             .arg(dir.join("daemon.yaml"))
             .env("NOTIFY_SOCKET", dir.join("notify"))
+            .envs(env.iter().copied())
             .env_remove("ENFORCECORE_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -99,9 +106,10 @@ impl Daemon {
         let mut d = Daemon {
             dir,
             child: Some(child),
+            notify,
         };
         let mut buf = [0u8; 512];
-        let n = notify.recv(&mut buf).unwrap_or_else(|e| {
+        let n = d.notify.recv(&mut buf).unwrap_or_else(|e| {
             let out = d.kill();
             panic!(
                 "no READY=1 from the daemon ({e}); stderr:\n{}",
@@ -127,6 +135,13 @@ impl Daemon {
             "{kinds:?}"
         );
         d
+    }
+
+    /// The next notification the daemon sent (waits for it).
+    fn next_notification(&self) -> String {
+        let mut buf = [0u8; 512];
+        let n = self.notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
     fn socket(&self) -> PathBuf {
@@ -427,7 +442,12 @@ fn sigterm_kills_runs_after_the_grace_period_and_seals_the_trail() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "pub"))
         .unwrap();
-    let d = Daemon::start_keyed(&policy("", ""), "limits: {stop_grace: 1s}\n", Some(&key));
+    let d = Daemon::start_with(
+        &policy("", ""),
+        "limits: {stop_grace: 1s}\n",
+        Some(&key),
+        &[],
+    );
     // `-v` reports the run's start on stderr.
     let mut c = util::enforcecore(["call", "-v", "--socket"]);
     c.arg(d.socket()).args(["sleep", "--", "600"]);
@@ -582,4 +602,43 @@ fn connections_over_the_cap_are_turned_away() {
         d.call(NOBODY, "echo", &["x"]).status.success()
     });
     d.assert_serving();
+}
+
+#[test]
+fn systemd_notifications_watchdog_reload_stop() {
+    if !util::require_root() {
+        return;
+    }
+    // A 200 ms watchdog: WATCHDOG=1 every 100 ms from the main loop.
+    let mut d = Daemon::start_with(&policy("", ""), "", None, &[("WATCHDOG_USEC", "200000")]);
+    wait_for("WATCHDOG=1", || d.next_notification() == "WATCHDOG=1");
+    util::assert_code(&d.reload(), 0);
+    wait_for("RELOADING=1", || {
+        d.next_notification()
+            .starts_with("RELOADING=1\nMONOTONIC_USEC=")
+    });
+    wait_for("READY=1 after the reload", || {
+        d.next_notification()
+            .starts_with("READY=1\nSTATUS=serving policy daemon-test")
+    });
+    let out = d.stop();
+    assert!(out.status.success(), "{}", util::stderr(&out));
+    wait_for("STOPPING=1", || {
+        d.next_notification().starts_with("STOPPING=1")
+    });
+    // A watchdog for another pid is not ours to serve.
+    let mut other = Daemon::start_with(
+        &policy("", ""),
+        "",
+        None,
+        &[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")],
+    );
+    util::assert_code(&other.call(NOBODY, "echo", &["x"]), 0);
+    other.stop();
+    let mut buf = [0u8; 512];
+    other.notify.set_nonblocking(true).unwrap();
+    while let Ok(n) = other.notify.recv(&mut buf) {
+        let m = String::from_utf8_lossy(&buf[..n]);
+        assert!(!m.contains("WATCHDOG=1"), "{m}");
+    }
 }

@@ -18,15 +18,20 @@ use nix::sys::socket::{
 /// The most descriptors one `recv_with_fds` accepts in one message.
 pub const MAX_FDS: usize = 3;
 
-/// Receive bytes into `buf`, and any descriptors sent with them (at most
-/// [`MAX_FDS`]), close-on-exec. Non-blocking: `WouldBlock` when nothing is
-/// queued. Returns `(bytes, fds)`; 0 bytes and no fds means end of stream.
+/// The kernel's limit of descriptors in one `SCM_RIGHTS` message (`SCM_MAX_FD`).
+const SCM_MAX_FD: usize = 253;
+
+/// Receive bytes into `buf`, and any descriptors sent with them, close-on-exec.
+/// Non-blocking: `WouldBlock` when nothing is queued. Returns `(bytes, fds)`;
+/// 0 bytes and no fds means end of stream. Callers enforce how many
+/// descriptors they accept ([`MAX_FDS`] for a request).
 ///
-/// A message that carried more descriptors than fit is an error
-/// (`MSG_CTRUNC`): the kernel closed the ones that did not fit, and the ones
-/// that did are closed here when the error is returned.
+/// The control buffer holds the most a message can carry (`SCM_MAX_FD`), and a
+/// unix stream socket never returns more than one message's descriptors per
+/// call, so every descriptor received is owned here (and closed when dropped):
+/// a client sending many cannot make the daemon leak them.
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
+    let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
     let mut iov = [IoSliceMut::new(buf)];
     let flags = MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT;
     let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags)
@@ -45,7 +50,7 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize,
     if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("more than {MAX_FDS} file descriptors were sent with one message"),
+            "more file descriptors were sent with one message than the kernel allows",
         ));
     }
     Ok((msg.bytes, fds))
@@ -135,4 +140,57 @@ pub fn listen_fd(
     )
     .map_err(io::Error::from)?;
     Ok(Some(fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    #[test]
+    fn descriptors_travel_with_the_bytes() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (mut r, w) = UnixStream::pair().unwrap();
+        let n = send_with_fds(a.as_fd(), b"hello", &[w.as_fd()]).unwrap();
+        assert_eq!(n, 5);
+        let mut buf = [0u8; 16];
+        let (n, fds) = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(fds.len(), 1);
+        // The received descriptor is the same socket: writing to it reaches `r`.
+        drop(w);
+        nix::unistd::write(&fds[0], b"x").unwrap();
+        drop(fds);
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"x");
+        // Nothing queued: WouldBlock, not a hang.
+        let e = recv_with_fds(b.as_fd(), &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn many_descriptors_are_all_owned() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let fds = [null.as_fd(); 200];
+        send_with_fds(a.as_fd(), b"x", &fds).unwrap();
+        let mut buf = [0u8; 4];
+        // All of them arrive owned (the caller refuses more than MAX_FDS).
+        let (_, got) = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!(got.len(), 200);
+    }
+
+    #[test]
+    fn socket_activation_is_only_for_our_pid() {
+        assert!(listen_fd(None, None).unwrap().is_none());
+        assert!(listen_fd(Some("1"), Some("1")).unwrap().is_none());
+        let me = std::process::id().to_string();
+        assert!(listen_fd(Some(&me), Some("0")).unwrap().is_none());
+        assert!(listen_fd(Some(&me), Some("2")).is_err());
+        assert!(listen_fd(Some(&me), Some("x")).is_err());
+    }
 }
