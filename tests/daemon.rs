@@ -411,6 +411,13 @@ fn reload_good_and_bad() {
             .gid(NOBODY),
     );
     util::assert_code(&out, 126);
+    let denial = d
+        .records()
+        .into_iter()
+        .rfind(|r| r["kind"] == "denial")
+        .expect("the refused reload is recorded");
+    assert_eq!(denial["denial"]["object"], "daemon");
+    assert_eq!(denial["denial"]["access"], "reload");
 
     // SIGHUP does the same as `reload`: back to the first policy.
     d.dir.write("policy.yaml", policy("", ""));

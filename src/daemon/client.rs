@@ -18,20 +18,19 @@ use super::protocol::{self, FrameReader, Request, Response};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The socket could not be reached.
-    #[error("cannot connect to the daemon at {}: {source}; is `enforcecore serve` running, and may you use its socket (group)?", path.display())]
+    #[error("cannot connect to the daemon at {}: {error}; is `enforcecore serve` running, and may you use its socket (group)?", path.display())]
     Connect {
         /// The socket path.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Sending the request failed.
     #[error("sending the request failed: {0}")]
-    Send(#[source] std::io::Error),
+    Send(std::io::Error),
     /// Reading an answer failed.
     #[error("reading the daemon's answer failed: {0}")]
-    Receive(#[source] std::io::Error),
+    Receive(std::io::Error),
     /// The daemon's answer is not protocol version 1.
     #[error("the daemon sent a malformed answer: {0}")]
     Malformed(String),
@@ -49,9 +48,9 @@ pub struct Client {
 impl Client {
     /// Connect to the socket at `path`.
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+        let stream = UnixStream::connect(path).map_err(|error| ClientError::Connect {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Ok(Client {
             stream,

@@ -23,12 +23,12 @@ const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read daemon config {}: {source}; pass --config FILE", path.display())]
+    #[error("cannot read daemon config {}: {error}; pass --config FILE", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The YAML does not match the schema.
     #[error("{}:{message}\nhint: see docs/daemon.md for the daemon config's keys", path.display())]
@@ -140,9 +140,9 @@ pub struct Config {
 impl Config {
     /// Read and validate `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let read = |source| ConfigError::Read {
+        let read = |error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let meta = std::fs::metadata(path).map_err(read)?;
         if meta.len() > MAX_CONFIG_BYTES {
@@ -220,7 +220,7 @@ impl Config {
             socket_mode: mode,
             socket_group: raw.socket.group,
             audit_log: raw.audit.log.map_or_else(
-                || PathBuf::from("/var/lib/enforcecore/audit/audit.jsonl"),
+                || PathBuf::from("/var/lib/enforcecore/audit/daemon.jsonl"),
                 abs,
             ),
             audit_key: raw.audit.key.map(abs),

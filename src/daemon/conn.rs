@@ -153,22 +153,13 @@ async fn read_request(
 
 async fn reload(shared: &Shared, peer: &Peer) -> Response {
     if !shared.config.is_admin(peer.uid, peer.gid) {
-        let message = format!(
-            "{} may not reload the daemon; only root and the config's `admins` may",
-            peer.describe()
+        let why = "only root and the daemon config's `admins` may reload";
+        let hint = "add the uid or gid under admins: in the daemon config";
+        record_refusal(shared, "-", policy_denial(peer, "daemon", why, hint)).await;
+        return Response::error(
+            exit::REFUSED,
+            format!("{} may not reload the daemon: {why}", peer.describe()),
         );
-        record_refusal(
-            shared,
-            "-",
-            policy_denial(
-                peer,
-                "reload",
-                &message,
-                "add the uid or gid under admins: in the daemon config",
-            ),
-        )
-        .await;
-        return Response::error(exit::REFUSED, message);
     }
     let (tx, rx) = oneshot::channel();
     if shared.reloads.send(tx).await.is_err() {
@@ -183,7 +174,7 @@ fn policy_denial(peer: &Peer, object: &str, detail: &str, hint: &str) -> Denial 
         layer: DenialLayer::Policy,
         pid: peer.pid,
         object: object.into(),
-        access: Some("call".into()),
+        access: Some(if object == "daemon" { "reload" } else { "call" }.into()),
         detail: format!("{}: {detail}", peer.describe()),
         hint: hint.into(),
     }

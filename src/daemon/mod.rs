@@ -44,18 +44,17 @@ pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     /// The policy.
-    #[error("{0}")]
+    #[error(transparent)]
     Policy(#[from] policies::LoadError),
     /// The control socket.
-    #[error("control socket {}: {step} failed: {source}", path.display())]
+    #[error("control socket {}: {step} failed: {error}", path.display())]
     Socket {
         /// What was being done.
         step: &'static str,
         /// The socket path.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The socket's group does not exist.
     #[error(
@@ -63,16 +62,16 @@ pub enum DaemonError {
     )]
     NoSuchGroup(String),
     /// The audit trail.
-    #[error("audit trail: {0}")]
+    #[error(transparent)]
     Audit(#[from] AuditError),
     /// The runtime or the signal handlers.
     #[error("starting the daemon's runtime failed: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(std::io::Error),
 }
 
 fn socket_err(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError {
     let path = path.to_path_buf();
-    move |source| DaemonError::Socket { step, path, source }
+    move |error| DaemonError::Socket { step, path, error }
 }
 
 /// The control socket and whether we created its file (and must remove it).
@@ -116,7 +115,7 @@ fn listen(config: &Config) -> Result<Listening, DaemonError> {
             return Err(DaemonError::Socket {
                 step: "binding",
                 path: path.clone(),
-                source: std::io::Error::new(
+                error: std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
                     "another daemon is serving it; stop it first",
                 ),

@@ -32,20 +32,19 @@ pub struct Active {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The policy file is invalid.
-    #[error("{0}")]
+    #[error(transparent)]
     Policy(#[from] PolicyError),
     /// Its redaction settings could not be compiled (key file, pattern).
-    #[error("policy {path}: redaction: {source}", path = .path.display())]
+    #[error("policy {path}: redaction: {error}", path = .path.display())]
     Redaction {
         /// The policy file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: RedactError,
+        error: RedactError,
     },
     /// The outcome could not be recorded, so the old policy stays.
     #[error("recording the reload in the audit trail failed, old policy kept: {0}")]
-    Audit(#[source] AuditError),
+    Audit(AuditError),
     /// The loading thread failed.
     #[error("loading the policy failed: {0}")]
     Task(String),
@@ -55,9 +54,9 @@ impl Active {
     /// Load `path` and compile its redaction engine (blocking: file I/O).
     pub fn load(path: &Path) -> Result<Active, LoadError> {
         let policy = policy::load(path)?;
-        let engine = Engine::new(&policy.redaction).map_err(|source| LoadError::Redaction {
+        let engine = Engine::new(&policy.redaction).map_err(|error| LoadError::Redaction {
             path: path.into(),
-            source,
+            error,
         })?;
         Ok(Active {
             policy,

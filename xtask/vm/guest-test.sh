@@ -104,6 +104,10 @@ on_exit() {
         systemctl --failed --no-pager
         echo "--- journal (this boot, warnings and worse, last 80 lines)"
         journalctl -b --no-pager -p warning -n 80
+        if [[ -f /etc/systemd/system/enforcecore.service ]]; then
+            echo "--- journal of enforcecore.service (last 60 lines)"
+            journalctl -b --no-pager -u enforcecore.service -n 60
+        fi
         echo
         echo "ENFORCECORE-VM-TEST: FAIL step=$CURRENT_STEP exit=$rc"
     else
@@ -250,8 +254,9 @@ step_run_echo() {
 # --- the daemon under systemd ---------------------------------------------------
 
 SOCK=/run/enforcecore/enforcecore.sock
-TRAIL=/var/lib/enforcecore/audit/audit.jsonl
-KEYS=/root/enforcecore-keys
+TRAIL=/var/lib/enforcecore/audit/daemon.jsonl
+# Not under /root: the unit's ProtectHome=yes hides it from the daemon.
+KEYS=/etc/enforcecore/keys
 
 # The policy the daemon serves: agent `agent1` may call echo, sleep and cat;
 # `outsider` may connect (socket group) but is no agent. Tools run as the
