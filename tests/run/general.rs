@@ -175,6 +175,7 @@ fn inherited_fds_never_reach_the_tool() {
     let out = util::output(
         Command::new("/bin/bash")
             .args(["-c", &script])
+            .env("ENFORCECORE_AUDIT_LOG", util::default_trail())
             .stdin(Stdio::null()),
     );
     util::assert_code(&out, 0);
@@ -365,6 +366,7 @@ fn the_callers_personality_does_not_reach_the_tool() {
         .args(["run", "--policy"])
         .arg(&p.path)
         .args(["--", "/bin/cat", "/proc/self/personality"])
+        .env("ENFORCECORE_AUDIT_LOG", util::default_trail())
         .stdin(Stdio::null());
     let out = util::output(&mut c);
     util::assert_code(&out, 0);

@@ -8,7 +8,7 @@ use crate::util::{self, Dir};
 
 /// `enforcecore run` started as uid/gid 65534 (via `setpriv`).
 /// Its run directories go under the policy's directory (`tmp/`, owned by 65534),
-/// so that nothing is left in the host's /tmp.
+/// so that nothing is left in the host's /tmp; so does its audit trail.
 fn run_as_nobody(policy: &Path, argv: &[&str]) -> Output {
     let tmp = policy.parent().expect("policy dir").join("tmp");
     if !tmp.exists() {
@@ -23,6 +23,9 @@ fn run_as_nobody(policy: &Path, argv: &[&str]) -> Output {
         .arg("--")
         .args(argv)
         .env("TMPDIR", &tmp)
+        .env("ENFORCECORE_AUDIT_LOG", tmp.join("audit.jsonl"))
+        .env("HOME", &tmp) // the redaction key of a non-root user lives under it
+        .env_remove("XDG_STATE_HOME")
         .stdin(Stdio::null());
     util::output(&mut c)
 }

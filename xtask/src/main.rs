@@ -19,7 +19,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   ci                 fmt --check, clippy -D warnings, the whole test suite
-  bench <name>       benchmarks against their anchors: spawn, redact, audit, daemon, cgroup
+  bench <name>       benchmarks against their anchors: spawn, redact, audit, policy, cgroup, daemon
   vm-test            the daemon under systemd + cgroup v2 in a qemu guest";
 
 fn main() -> Result<()> {

@@ -13,8 +13,9 @@
 //! (`--cold`, on by default) leaves a gap between commands, so that nothing stays
 //! warm from one run to the next (RCU grace periods, caches, the cgroup parent
 //! directories), and a profile pass reads `enforcecore`'s own phase timings
-//! (`ENFORCECORE_LOG=debug`). No audit record is written yet: the audit trail is
-//! wired separately, and its cost will add to `run`.
+//! (`ENFORCECORE_LOG=debug`). Every `run` records into an audit trail
+//! (`target/bench/spawn-audit.jsonl`, fresh for each benchmark): its synced
+//! run-started record before the exec is part of the measured cost.
 //!
 //! Last, `benches/supervise.rs` measures the daemon's path in process
 //! (`supervise::execute` with the policy loaded and a warm cgroup pool).
@@ -82,14 +83,16 @@ struct Subject {
     argv: Vec<String>,
 }
 
-fn subjects(bin: &Path, policy: &Path) -> Vec<Subject> {
+fn subjects(bin: &Path, policy: &Path, trail: &Path) -> Vec<Subject> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     vec![
         Subject {
             name: "run",
             argv: [
                 vec![bin.display().to_string()],
-                s(&["run", "--policy"]),
+                s(&["run", "--audit-log"]),
+                vec![trail.display().to_string()],
+                s(&["--policy"]),
                 vec![policy.display().to_string()],
                 s(&["--", "/bin/true"]),
             ]
@@ -287,12 +290,15 @@ fn report(title: &str, subjects: &[Subject], (times, cpus): &Samples, meter: &Cp
 }
 
 /// Median of each `enforcecore` phase (`us=` of its debug lines), over `n` runs.
-fn profile(bin: &Path, policy: &Path, n: usize) -> Result<()> {
+fn profile(bin: &Path, policy: &Path, trail: &Path, n: usize) -> Result<()> {
     let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for _ in 0..n {
         let out = Command::new(bin)
-            .args(["run", "--policy"])
+            .arg("run")
+            .arg("--audit-log")
+            .arg(trail)
+            .arg("--policy")
             .arg(policy)
             .args(["--", "/bin/true"])
             .env("ENFORCECORE_LOG", "debug")
@@ -367,7 +373,10 @@ pub fn main(args: &[String]) -> Result<()> {
     if Command::new("bwrap").arg("--version").output().is_err() {
         bail!("bwrap not found: `apt-get update && apt-get install bubblewrap` (the anchor)");
     }
-    let subjects = subjects(&bin, &policy);
+    let trail = root.join("target/bench/spawn-audit.jsonl");
+    std::fs::create_dir_all(root.join("target/bench")).context("creating target/bench")?;
+    let _ = std::fs::remove_file(&trail);
+    let subjects = subjects(&bin, &policy, &trail);
     let meter = CpuMeter::new();
     for s in &subjects {
         once(&s.argv, &meter).with_context(|| format!("smoke-testing {}", s.name))?;
@@ -402,7 +411,7 @@ pub fn main(args: &[String]) -> Result<()> {
             &meter,
         );
     }
-    profile(&bin, &policy, 40)?;
+    profile(&bin, &policy, &trail, 40)?;
     // The daemon's path: execute() in process, policy loaded, warm cgroup pool.
     println!();
     crate::run(
