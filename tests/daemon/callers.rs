@@ -197,7 +197,13 @@ fn systemd_notifications_watchdog_reload_stop() {
         return;
     }
     // A 200 ms watchdog: WATCHDOG=1 every 100 ms from the main loop.
-    let mut d = Daemon::start_with(&policy("", ""), "", None, &[("WATCHDOG_USEC", "200000")]);
+    let mut d = Daemon::start_with(
+        &policy("", ""),
+        "",
+        None,
+        &[("WATCHDOG_USEC", "200000")],
+        false,
+    );
     wait_for("WATCHDOG=1", || d.next_notification() == "WATCHDOG=1");
     util::assert_code(&d.reload(), 0);
     wait_for("RELOADING=1", || {
@@ -219,6 +225,7 @@ fn systemd_notifications_watchdog_reload_stop() {
         "",
         None,
         &[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")],
+        false,
     );
     util::assert_code(&other.call(NOBODY, "echo", &["x"]), 0);
     other.stop();

@@ -32,6 +32,7 @@ fn sigterm_kills_runs_after_the_grace_period_and_seals_the_trail() {
         "limits: {stop_grace: 1s}\n",
         Some(&key),
         &[],
+        false,
     );
     // `-v` reports the run's start on stderr.
     let mut c = util::enforcecore(["call", "-v", "--socket"]);
@@ -82,4 +83,23 @@ fn hundred_concurrent_calls_lose_no_record() {
     util::assert_code(&d.verify(), 0);
     assert_eq!(d.count("run-started"), 100, "{:?}", d.kinds());
     assert_eq!(d.count("run-exited"), 100);
+}
+
+#[test]
+fn socket_activation_uses_the_passed_socket() {
+    if !util::require_root() {
+        return;
+    }
+    let mut d = Daemon::start_with(&policy("", ""), "", None, &[], true);
+    // Checked first: a daemon that ignored the passed socket would leave calls
+    // on it unanswered.
+    assert!(
+        !d.dir.join("configured.sock").exists(),
+        "the daemon bound its configured path although systemd passed a socket"
+    );
+    d.assert_serving();
+    let out = d.stop();
+    assert!(out.status.success(), "{}", util::stderr(&out));
+    // The socket belongs to the service manager: it is left in place.
+    assert!(d.socket().exists());
 }

@@ -70,7 +70,7 @@ pub struct Daemon {
 impl Daemon {
     /// Start with `policy` and extra config lines; returns once READY=1 came.
     pub fn start(policy_text: &str, extra_config: &str) -> Daemon {
-        Daemon::start_with(policy_text, extra_config, None, &[])
+        Daemon::start_with(policy_text, extra_config, None, &[], false)
     }
 
     /// [`Daemon::start`], signing the trail with `key`, with `env` added.
@@ -79,6 +79,7 @@ impl Daemon {
         extra_config: &str,
         key: Option<&std::path::Path>,
         env: &[(&str, &str)],
+        activated: bool,
     ) -> Daemon {
         let dir = Dir::new("daemon");
         let key = key
@@ -90,7 +91,9 @@ impl Daemon {
             format!(
                 "policy: policy.yaml\nsocket: {{path: {}, group: nogroup}}\naudit: {{{key}log: {}}}\n\
                  runs_dir: {}\n{extra_config}",
-                dir.join("sock").display(),
+                // Socket activation: the daemon must use the socket it is
+                // given, not bind its configured path.
+                dir.join(if activated { "configured.sock" } else { "sock" }).display(),
                 dir.join("audit/audit.jsonl").display(),
                 dir.join("runs").display(),
             ),
@@ -99,7 +102,27 @@ impl Daemon {
         notify
             .set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();
-        let child = Command::new(util::bin())
+        let mut cmd = Command::new(util::bin());
+        let listener;
+        if activated {
+            // As systemd does: a listening socket on fd 3, LISTEN_PID = the
+            // daemon's pid (`exec` keeps the shell's), LISTEN_FDS=1.
+            use std::os::unix::fs::PermissionsExt;
+            listener = std::os::unix::net::UnixListener::bind(dir.join("sock")).unwrap();
+            std::os::unix::fs::chown(dir.join("sock"), None, Some(NOBODY)).unwrap();
+            std::fs::set_permissions(dir.join("sock"), std::fs::Permissions::from_mode(0o660))
+                .unwrap();
+            cmd = Command::new("sh");
+            cmd.args(["-c", "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\""])
+                .arg(util::bin());
+            use command_fds::{CommandFdExt, FdMapping};
+            cmd.fd_mappings(vec![FdMapping {
+                parent_fd: listener.try_clone().unwrap().into(),
+                child_fd: 3,
+            }])
+            .unwrap();
+        }
+        let child = cmd
             .args(["serve", "--config"])
             .arg(dir.join("daemon.yaml"))
             .env("NOTIFY_SOCKET", dir.join("notify"))
