@@ -70,7 +70,8 @@ impl Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Response {
-    /// The tool is running (its start is in the audit trail).
+    /// The call was admitted (identity, tool rules, limits) and its run is
+    /// starting under this id.
     Started {
         /// Protocol version.
         v: u32,
