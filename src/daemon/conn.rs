@@ -254,7 +254,7 @@ async fn call(
         Err(limit) => {
             let (d, msg) = refused(&limit.object(), limit.to_string(), &limit.hint());
             record_refusal(shared, tool, d).await;
-            return Response::error(exit::REFUSED, format!("refused by rate limit: {msg}"));
+            return Response::error(exit::REFUSED, format!("refused by a limit: {msg}"));
         }
     };
     let run_id = match supervise::new_run_id() {
