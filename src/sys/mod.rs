@@ -8,9 +8,11 @@
 //! - [`process`]: `clone3` with a pidfd, `waitid`/`pidfd_send_signal`, `getrandom`.
 //! - [`landlock`]: the Landlock ABI version query.
 //! - [`reactor`]: registering owned fds with the tokio reactor.
+//! - [`socket`]: `SCM_RIGHTS` fd passing and the socket-activation fd.
 #![allow(unsafe_code)]
 
 pub mod child;
 pub mod landlock;
 pub mod process;
 pub mod reactor;
+pub mod socket;
