@@ -6,11 +6,27 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use enforcecore::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = enforcecore::cli::Cli::parse();
+    let cli = parse();
     init_logging();
     enforcecore::cli::dispatch(cli)
+}
+
+/// `run` is parsed against a tree holding only `run` (the start-up of every
+/// sandboxed command pays for building clap's whole tree otherwise); anything
+/// else against the full tree. Both print the same help and errors.
+fn parse() -> Cli {
+    if std::env::args_os().nth(1).is_some_and(|w| w == "run") {
+        return match enforcecore::cli::run::parse::parse(std::env::args_os()) {
+            Ok(args) => Cli {
+                command: Command::Run(args),
+            },
+            Err(e) => e.exit(),
+        };
+    }
+    Cli::parse()
 }
 
 /// Diagnostics on stderr, filtered by `ENFORCECORE_LOG` (default: warnings).

@@ -8,6 +8,7 @@ mod util;
 
 mod audit;
 mod cgroup;
+mod daemon;
 mod denials;
 mod policy;
 mod redact;

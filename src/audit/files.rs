@@ -74,9 +74,14 @@ pub fn sync_dir(path: &Path) -> Result<(), AuditError> {
         .map_err(|e| AuditError::io("fsync the directory", dir, e))
 }
 
+/// How much of a file's end is read first when looking for its last lines:
+/// records are a few hundred bytes, so one small read usually settles it;
+/// the window grows (up to [`MAX_LINE`]) only for long records.
+const TAIL_WINDOW: usize = 4096;
+
 /// Offset just past the last `\n` in the first `len` bytes (0 if none).
 pub fn last_newline_end(file: &File, len: u64, path: &Path) -> Result<u64, AuditError> {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; TAIL_WINDOW];
     let mut end = len;
     while end > 0 {
         let start = end.saturating_sub(buf.len() as u64);
@@ -87,26 +92,38 @@ pub fn last_newline_end(file: &File, len: u64, path: &Path) -> Result<u64, Audit
             return Ok(start + i as u64 + 1);
         }
         end = start;
+        if buf.len() < 64 * 1024 {
+            buf = vec![0u8; 64 * 1024];
+        }
     }
     Ok(0)
 }
 
 /// The complete line ending at `end` (which follows a `\n`), without it,
-/// and its offset.
+/// and its offset. Reads a growing window back from `end` until it holds the
+/// previous `\n` (or the file's start); a line longer than [`MAX_LINE`] is
+/// damage.
 pub fn line_before(file: &File, end: u64, path: &Path) -> Result<(u64, Vec<u8>), AuditError> {
-    let want = (MAX_LINE as u64).min(end) as usize;
-    let mut buf = vec![0u8; want];
-    file.read_exact_at(&mut buf, end - want as u64)
-        .map_err(|e| AuditError::io("read", path, e))?;
-    buf.pop(); // the `\n`
-    match memchr::memrchr(b'\n', &buf) {
-        Some(i) => Ok((end - want as u64 + i as u64 + 1, buf.split_off(i + 1))),
-        None if want as u64 == end => Ok((0, buf)),
-        None => Err(AuditError::Damaged {
-            path: path.to_path_buf(),
-            offset: end - want as u64,
-            why: "the last line is longer than any record (1 MiB)".into(),
-        }),
+    let max = (MAX_LINE as u64).min(end) as usize;
+    let mut want = TAIL_WINDOW.min(max);
+    loop {
+        let mut buf = vec![0u8; want];
+        let start = end - want as u64;
+        file.read_exact_at(&mut buf, start)
+            .map_err(|e| AuditError::io("read", path, e))?;
+        buf.pop(); // the `\n`
+        match memchr::memrchr(b'\n', &buf) {
+            Some(i) => return Ok((start + i as u64 + 1, buf.split_off(i + 1))),
+            None if start == 0 => return Ok((0, buf)),
+            None if want == max => {
+                return Err(AuditError::Damaged {
+                    path: path.to_path_buf(),
+                    offset: start,
+                    why: "the last line is longer than any record (1 MiB)".into(),
+                });
+            }
+            None => want = want.saturating_mul(8).min(max),
+        }
     }
 }
 
@@ -231,5 +248,75 @@ pub fn read_first(file: &File, path: &Path) -> Result<Option<First>, AuditError>
             }
             buf.resize(buf.len() * 2, 0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, u64) {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(bytes).expect("write");
+        (f, bytes.len() as u64)
+    }
+
+    #[test]
+    fn the_last_line_is_found_whatever_its_length() {
+        for len in [
+            1,
+            100,
+            TAIL_WINDOW - 2,
+            TAIL_WINDOW,
+            3 * TAIL_WINDOW,
+            200_000,
+        ] {
+            let mut bytes = b"first\nsecond\n".to_vec();
+            let last = vec![b'x'; len];
+            bytes.extend_from_slice(&last);
+            bytes.push(b'\n');
+            let (f, end) = file_with(&bytes);
+            let (offset, line) = line_before(f.as_file(), end, f.path()).expect("read");
+            assert_eq!(offset, 13, "line of {len} bytes");
+            assert_eq!(line, last);
+            assert_eq!(last_newline_end(f.as_file(), end, f.path()).unwrap(), end);
+        }
+    }
+
+    #[test]
+    fn a_single_line_starts_at_zero() {
+        let (f, end) = file_with(
+            &[b'y'; 2 * TAIL_WINDOW + 1]
+                .iter()
+                .chain(b"\n")
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        let (offset, line) = line_before(f.as_file(), end, f.path()).expect("read");
+        assert_eq!((offset, line.len()), (0, 2 * TAIL_WINDOW + 1));
+    }
+
+    #[test]
+    fn a_last_line_over_the_record_limit_is_damage() {
+        let mut bytes = b"a\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'z', MAX_LINE + 10));
+        bytes.push(b'\n');
+        let (f, end) = file_with(&bytes);
+        match line_before(f.as_file(), end, f.path()) {
+            Err(AuditError::Damaged { offset, .. }) => assert_eq!(offset, end - MAX_LINE as u64),
+            other => panic!("expected damage, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_long_torn_tail_is_skipped() {
+        let mut bytes = b"one\ntwo\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b't', 100_000));
+        let (f, end) = file_with(&bytes);
+        assert_eq!(last_newline_end(f.as_file(), end, f.path()).unwrap(), 8);
+        let (f, end) = file_with(&[b'u'; 70_000]);
+        assert_eq!(last_newline_end(f.as_file(), end, f.path()).unwrap(), 0);
     }
 }

@@ -166,6 +166,18 @@ pub enum RecordBody {
         /// Files it was read from, base first (`extends`).
         sources: Vec<PathBuf>,
     },
+    /// A policy reload was refused; the policy named by `kept` stays in effect.
+    PolicyRejected {
+        /// The policy file that was read.
+        path: PathBuf,
+        /// SHA-256 (hex) of that file's bytes, when it could be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_sha256: Option<String>,
+        /// Why it was refused (the loader's error, with file:line:col).
+        error: String,
+        /// SHA-256 (hex) of the effective policy still in effect.
+        kept: String,
+    },
     /// A run is about to exec its tool. Durable before the exec.
     RunStarted {
         /// Run id.
@@ -264,6 +276,7 @@ impl RecordBody {
             RecordBody::SupervisorStarted { .. } => "supervisor-started",
             RecordBody::SupervisorStopped { .. } => "supervisor-stopped",
             RecordBody::PolicyLoaded { .. } => "policy-loaded",
+            RecordBody::PolicyRejected { .. } => "policy-rejected",
             RecordBody::RunStarted { .. } => "run-started",
             RecordBody::Denial { .. } => "denial",
             RecordBody::Redaction { .. } => "redaction",
@@ -321,10 +334,11 @@ impl RecordBody {
 }
 
 /// Every record kind, as spelled in the trail.
-pub const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 13] = [
     "supervisor-started",
     "supervisor-stopped",
     "policy-loaded",
+    "policy-rejected",
     "run-started",
     "denial",
     "redaction",

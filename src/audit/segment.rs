@@ -54,8 +54,15 @@ impl Segment {
                 .create(dir)
                 .map_err(|e| AuditError::io("create the audit directory", dir, e))?;
         }
-        let (file, id) = open_file(path)?;
-        sync_dir(path)?;
+        let (file, id, len) = open_file(path)?;
+        // A new (empty) file's name must be durable before records go into it.
+        // A file that already holds records was created by a writer that did
+        // this before writing them (or by a rotation, which syncs the
+        // directory after installing it): no second directory sync, which
+        // would cost a disk flush on every open.
+        if len == 0 {
+            sync_dir(path)?;
+        }
         Ok(Segment {
             path: path.to_path_buf(),
             file,
@@ -84,7 +91,10 @@ impl Segment {
                     Ok(_) | Err(_) => {
                         // Rotated (or removed) while we waited: follow the path.
                         self.release();
-                        let (file, id) = open_file(&self.path)?;
+                        let (file, id, len) = open_file(&self.path)?;
+                        if len == 0 {
+                            sync_dir(&self.path)?;
+                        }
                         (self.file, self.id) = (file, id);
                         self.known = None;
                         self.first = None;
@@ -336,7 +346,8 @@ impl Segment {
     }
 }
 
-fn open_file(path: &Path) -> Result<(File, (u64, u64)), AuditError> {
+/// Open (creating) the active file: the file, its (dev, ino) and its length.
+fn open_file(path: &Path) -> Result<(File, (u64, u64), u64), AuditError> {
     // Not O_APPEND: records are written at the known end of the chain (under
     // the lock), over a torn tail if there is one.
     let file = OpenOptions::new()
@@ -357,5 +368,5 @@ fn open_file(path: &Path) -> Result<(File, (u64, u64)), AuditError> {
             why: "not a regular file".into(),
         });
     }
-    Ok((file, (m.dev(), m.ino())))
+    Ok((file, (m.dev(), m.ino()), m.len()))
 }

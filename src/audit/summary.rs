@@ -110,6 +110,14 @@ pub fn summary(r: &Record) -> String {
                 files.join(", ")
             )
         }
+        RecordBody::PolicyRejected {
+            path, error, kept, ..
+        } => format!(
+            "reload of {} refused, policy sha256:{} kept: {}",
+            path.display(),
+            fit(kept, 13),
+            error.lines().next().unwrap_or("")
+        ),
         RecordBody::RunStarted {
             argv,
             caller,

@@ -1,12 +1,62 @@
-//! `enforcecore reload`.
+//! `enforcecore reload`: ask the daemon to re-read its policy.
+//!
+//! Exit status: 0 the policy was re-read and is in effect; 1 the new policy
+//! was refused and the old one stays in effect (the reason is printed and
+//! recorded in the trail); 125 the daemon could not be reached; 126 this user
+//! may not reload (only root and the config's `admins`).
+
+use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::daemon::client::Client;
+use crate::daemon::config::DEFAULT_SOCKET;
+use crate::daemon::protocol::{Request, Response, VERSION};
+use crate::exit;
+
 /// Arguments of `enforcecore reload`.
 #[derive(Debug, Args)]
-pub struct ReloadArgs {}
+#[command(
+    after_help = "Exit status: 0 reloaded; 1 the new policy was refused (the old one stays \
+in effect); 125 the daemon could not be reached; 126 not allowed (root and the config's admins \
+only). `systemctl reload enforcecore` sends SIGHUP, which does the same."
+)]
+pub struct ReloadArgs {
+    /// The daemon's control socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
 
 /// Execute `enforcecore reload`.
-pub fn execute(_args: ReloadArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`enforcecore reload` is not available in this build yet")
+pub fn execute(args: ReloadArgs) -> anyhow::Result<u8> {
+    let answer = Client::connect(&args.socket)
+        .and_then(|mut c| c.request(&Request::Reload { v: VERSION }, &[], |_| {}));
+    match answer {
+        Ok(Response::Reloaded {
+            policy,
+            sha256,
+            changed,
+            ..
+        }) => {
+            let what = if changed {
+                "now in effect"
+            } else {
+                "unchanged"
+            };
+            println!("policy {policy} sha256:{sha256} {what}");
+            Ok(0)
+        }
+        Ok(Response::Error { code, message, .. }) => {
+            eprintln!("enforcecore: {message}");
+            Ok(code)
+        }
+        Ok(other) => {
+            eprintln!("enforcecore: unexpected answer from the daemon: {other:?}");
+            Ok(exit::SUPERVISOR_FAILED)
+        }
+        Err(e) => {
+            eprintln!("enforcecore: {e}");
+            Ok(exit::SUPERVISOR_FAILED)
+        }
+    }
 }

@@ -26,6 +26,7 @@ use crate::supervise::{self, Filters, Input, Output, RunRequest, Streams};
 use audit::Audit;
 
 mod audit;
+pub mod parse;
 
 /// Arguments of `enforcecore run`.
 #[derive(Debug, Args)]
@@ -147,7 +148,15 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             kernel_audit: policy.denials.kernel_audit.value,
         };
         let result = supervise::execute(req, &audit.observer).await;
-        let closed = audit.trail.close_async().await;
+        // A run that failed before it started has not written it yet.
+        let policy = match audit.observer.policy_loaded() {
+            Some(t) => t.await.map(drop),
+            None => Ok(()),
+        };
+        let closed = match audit.trail.close_async().await {
+            Ok(()) => policy,
+            Err(e) => Err(e),
+        };
         anyhow::Ok((
             result,
             closed,

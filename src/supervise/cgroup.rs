@@ -237,6 +237,14 @@ pub struct Final {
 /// Kill what is left, read the counters, remove the cgroup (or hand it to the
 /// pool for removal). Blocking I/O.
 pub fn finish(cg: RunCgroup, pool: Option<&CgroupPool>) -> (Final, Option<CgroupError>) {
+    let (fin, err) = end(&cg);
+    let removed = dispose(cg, pool);
+    (fin, err.or(removed))
+}
+
+/// Kill what is left and read the counters (the run's exit report needs
+/// them). Blocking I/O.
+pub fn end(cg: &RunCgroup) -> (Final, Option<CgroupError>) {
     let t = std::time::Instant::now();
     let us = || t.elapsed().as_micros() as u64;
     let mut err = cg.kill_all().err();
@@ -266,14 +274,23 @@ pub fn finish(cg: RunCgroup, pool: Option<&CgroupPool>) -> (Final, Option<Cgroup
         }
     }
     tracing::debug!(us = us(), "cleanup: cgroup stats read");
-    match pool {
-        Some(p) => p.retire(cg),
-        None => {
-            if let Err(e) = cg.remove() {
-                err.get_or_insert(e);
-            }
-        }
-    }
-    tracing::debug!(us = us(), "cleanup: cgroup removed");
     (fin, err)
+}
+
+/// Remove the cgroup of an ended run (or hand it to the pool for removal).
+/// Blocking I/O.
+pub fn dispose(cg: RunCgroup, pool: Option<&CgroupPool>) -> Option<CgroupError> {
+    let t = std::time::Instant::now();
+    let err = match pool {
+        Some(p) => {
+            p.retire(cg);
+            None
+        }
+        None => cg.remove().err(),
+    };
+    tracing::debug!(
+        us = t.elapsed().as_micros() as u64,
+        "cleanup: cgroup removed"
+    );
+    err
 }

@@ -16,7 +16,8 @@ use super::{
 };
 use crate::report::{Denial, ExitCause, ExitReport};
 use crate::sandbox::cgroup::{CgroupLimits, CgroupPool, RunCgroup};
-use crate::sandbox::{Plan, PlanRequest, rundir};
+use crate::sandbox::rundir::{self, RunDir};
+use crate::sandbox::{Plan, PlanRequest};
 use crate::sys::child::Step;
 use crate::sys::process::{self, ExitStatus};
 
@@ -248,11 +249,8 @@ pub async fn execute(
     }
     let receipts = std::mem::take(&mut *pumps.receipts.lock().unwrap_or_else(|p| p.into_inner()));
     let enforcement = run.plan.report.clone();
-    let fin = run.finish().await;
-    tracing::debug!(
-        us = clock.us(),
-        "run: tree killed, cgroup and run directory removed"
-    );
+    let (fin, removal) = run.end().await;
+    tracing::debug!(us = clock.us(), "run: tree killed, cgroup read");
     // The listener ends when the last process of the filter is gone; then the
     // kernel's records still in flight are attributed (bounded).
     if let Some(task) = notify {
@@ -277,7 +275,7 @@ pub async fn execute(
     reported.items(items, observer).await;
     drop(feed);
     let mut denials = reported.denials;
-    let mut observer_error = reported.observer_error;
+    let earlier_error = reported.observer_error;
     let ended = outcome::denials(pid, enforced, fin.events, &sandbox.limits, cap.total());
     let action = sandbox.syscalls.action.value;
     let (code, signal) = match status {
@@ -294,18 +292,28 @@ pub async fn execute(
         output_bytes: cap.total(),
         denials: (denials.len() + ended.len()) as u64,
     };
-    for d in ended {
-        if let Err(e) = observer.denial(d.clone()).await {
-            observer_error.get_or_insert(format!("recording a denial failed: {e}"));
+    // 7. The records are synced while the cgroup and run directory go.
+    let report = async {
+        let mut observer_error = earlier_error;
+        for d in &ended {
+            if let Err(e) = observer.denial(d.clone()).await {
+                observer_error.get_or_insert(format!("recording a denial failed: {e}"));
+            }
         }
-        denials.push(d);
-    }
-    if let Err(e) = observer.redacted(&receipts).await {
-        observer_error.get_or_insert(format!("recording the redaction receipts failed: {e}"));
-    }
-    if let Err(e) = observer.exited(&exit).await {
-        observer_error.get_or_insert(format!("recording the run's exit failed: {e}"));
-    }
+        if let Err(e) = observer.redacted(&receipts).await {
+            observer_error.get_or_insert(format!("recording the redaction receipts failed: {e}"));
+        }
+        if let Err(e) = observer.exited(&exit).await {
+            observer_error.get_or_insert(format!("recording the run's exit failed: {e}"));
+        }
+        observer_error
+    };
+    let (observer_error, ()) = tokio::join!(report, removal.run());
+    tracing::debug!(
+        us = clock.us(),
+        "run: exit recorded, cgroup and run directory removed"
+    );
+    denials.extend(ended);
     Ok(RunOutcome {
         enforcement,
         exit,
@@ -417,43 +425,82 @@ impl Running {
     }
 
     /// Kill what is left, read the cgroup, remove the cgroup and run directory.
-    async fn finish(mut self) -> Final {
+    async fn finish(self) -> Final {
+        let (fin, removal) = self.end().await;
+        removal.run().await;
+        fin
+    }
+
+    /// Kill what is left and read the cgroup; what remains to be removed is
+    /// returned, so that the removal can overlap with recording the exit.
+    async fn end(mut self) -> (Final, Removal) {
         let pid = self.child.as_ref().map(|c| c.pid);
         if let Some(mut c) = self.child.take() {
             let _ = c.signal(libc::SIGKILL);
             let _ = c.wait().await;
         }
         let cgroup = self.cgroup.take().and_then(|c| Arc::try_unwrap(c).ok());
-        let pool = self.pool.take();
-        let run_dir = self.plan.run_dir;
-        let (fin, err) = blocking(move || {
-            let r = match cgroup {
-                Some(c) => cg::finish(c, pool.as_deref()),
-                None => {
-                    if let Some(pid) = pid {
-                        let _ = process::kill_group(pid, libc::SIGKILL);
-                    }
-                    (Final::default(), None)
+        let (fin, cgroup) = blocking(move || match cgroup {
+            Some(c) => {
+                let (fin, err) = cg::end(&c);
+                if let Some(e) = err {
+                    tracing::warn!("cleaning up the run's cgroup: {e}");
                 }
-            };
-            if let Err(e) = run_dir.remove() {
-                tracing::warn!("removing the run directory failed: {e}");
+                (fin, Some(c))
             }
-            r
+            None => {
+                if let Some(pid) = pid {
+                    let _ = process::kill_group(pid, libc::SIGKILL);
+                }
+                (Final::default(), None)
+            }
         })
         .wait()
         .await
         .unwrap_or_default();
-        if let Some(e) = err {
-            tracing::warn!("cleaning up the run's cgroup: {e}");
-        }
-        fin
+        let removal = Removal {
+            cgroup,
+            pool: self.pool.take(),
+            run_dir: self.plan.run_dir,
+        };
+        (fin, removal)
     }
 
     /// Release everything and return `e`.
     async fn fail(self, e: SuperviseError) -> SuperviseError {
         self.finish().await;
         e
+    }
+}
+
+/// The directories of a finished run (its tree already killed). Dropped
+/// instead of run, they are still removed (both remove themselves on drop).
+struct Removal {
+    cgroup: Option<RunCgroup>,
+    pool: Option<Arc<CgroupPool>>,
+    run_dir: RunDir,
+}
+
+impl Removal {
+    /// Remove the cgroup (or hand it back to the pool) and the run directory.
+    async fn run(self) {
+        let Removal {
+            cgroup,
+            pool,
+            run_dir,
+        } = self;
+        let _ = blocking(move || {
+            if let Some(c) = cgroup
+                && let Some(e) = cg::dispose(c, pool.as_deref())
+            {
+                tracing::warn!("removing the run's cgroup: {e}");
+            }
+            if let Err(e) = run_dir.remove() {
+                tracing::warn!("removing the run directory failed: {e}");
+            }
+        })
+        .wait()
+        .await;
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`landlock`]: the Landlock ABI version query.
 //! - [`reactor`]: registering owned fds with the tokio reactor.
 //! - [`seccomp_notify`]: seccomp user notifications and `pidfd_getfd`.
+//! - [`socket`]: `SCM_RIGHTS` fd passing and the socket-activation fd.
 #![allow(unsafe_code)]
 
 pub mod child;
@@ -16,3 +17,4 @@ pub mod landlock;
 pub mod process;
 pub mod reactor;
 pub mod seccomp_notify;
+pub mod socket;

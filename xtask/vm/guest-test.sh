@@ -33,6 +33,12 @@ STEPS=(
     policy_check
     doctor
     run_echo
+    daemon_install
+    daemon_start
+    daemon_calls
+    daemon_cgroup
+    daemon_reload
+    daemon_stop
 )
 
 CURRENT_STEP=setup
@@ -98,6 +104,10 @@ on_exit() {
         systemctl --failed --no-pager
         echo "--- journal (this boot, warnings and worse, last 80 lines)"
         journalctl -b --no-pager -p warning -n 80
+        if [[ -f /etc/systemd/system/enforcecore.service ]]; then
+            echo "--- journal of enforcecore.service (last 60 lines)"
+            journalctl -b --no-pager -u enforcecore.service -n 60
+        fi
         echo
         echo "ENFORCECORE-VM-TEST: FAIL step=$CURRENT_STEP exit=$rc"
     else
@@ -239,6 +249,207 @@ step_run_echo() {
     out=$("$EC" run --policy "$policy" -- /bin/echo hello) || rc=$?
     ((rc == 0)) || fail "enforcecore run exited $rc"
     expect_eq "output of /bin/echo hello under $policy" "$out" hello
+}
+
+# --- the daemon under systemd ---------------------------------------------------
+
+SOCK=/run/enforcecore/enforcecore.sock
+TRAIL=/var/lib/enforcecore/audit/daemon.jsonl
+# Not under /root: the unit's ProtectHome=yes hides it from the daemon.
+KEYS=/etc/enforcecore/keys
+
+# The policy the daemon serves: agent `agent1` may call echo, sleep and cat;
+# `outsider` may connect (socket group) but is no agent. Tools run as the
+# sysusers.d tool user. $1: extra tools appended to the agent's list.
+write_daemon_policy() {
+    local agent1 outsider extra=${1:-} extra_tools=${2:-}
+    agent1=$(id -u agent1)
+    outsider=$(id -u outsider)
+    cat >/etc/enforcecore/policy.yaml <<EOF
+version: 1
+name: vm-daemon
+sandbox:
+  user: enforcecore-tool
+  group: enforcecore-tool
+  filesystem:
+    read: [/usr, /etc/ld.so.cache]
+    exec: [/usr/bin, /bin]
+    rules:
+      - { path: /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2, access: [execute, read_file], optional: true }
+      - { path: /usr/lib64/ld-linux-x86-64.so.2, access: [execute, read_file], optional: true }
+      - { path: /dev/null, access: [read_file, write_file, truncate] }
+  limits:
+    memory: 96MiB
+    pids: 24
+    cpu: 0.5
+    wall_time: 120s
+redaction:
+  streams: [stdout, stderr]
+  detectors: all
+  strategy: placeholder
+tools:
+  echo: {command: /usr/bin/echo}
+  sleep: {command: /usr/bin/sleep}
+  cat: {command: /usr/bin/cat}
+$extra_tools
+agents:
+  - name: agent1
+    uids: [$agent1]
+    tools: [echo, sleep, cat$extra]
+  - name: nobody-else
+    uids: [65534]
+    tools: [echo]
+EOF
+    test -n "$outsider"
+}
+
+step_daemon_install() {
+    if ! has_option serve -- --config; then
+        skip "'serve' is not implemented in this build"
+        return 0
+    fi
+    local units=$PAYLOAD/systemd
+    install -m 644 "$units/enforcecore.service" "$units/enforcecore.socket" /etc/systemd/system/
+    install -D -m 644 "$units/sysusers.d/enforcecore.conf" /etc/sysusers.d/enforcecore.conf
+    install -D -m 644 "$units/tmpfiles.d/enforcecore.conf" /etc/tmpfiles.d/enforcecore.conf
+    systemd-sysusers
+    systemd-tmpfiles --create /etc/tmpfiles.d/enforcecore.conf
+    getent passwd enforcecore-tool
+    getent group enforcecore
+    useradd --create-home --groups enforcecore agent1
+    useradd --create-home --groups enforcecore outsider
+    useradd --create-home stranger
+    "$EC" audit keygen --out "$KEYS"
+    local key
+    key=$(find "$KEYS" -type f ! -name '*.pub' | head -n 1)
+    sed -e "s|^  # key: .*|  key: $key|" "$units/daemon.yaml" >/etc/enforcecore/daemon.yaml
+    grep -q "key: $key" /etc/enforcecore/daemon.yaml || fail "the key line was not set in daemon.yaml"
+    write_daemon_policy
+    "$EC" policy check /etc/enforcecore/policy.yaml
+    systemd-analyze verify /etc/systemd/system/enforcecore.service /etc/systemd/system/enforcecore.socket
+    echo "ok: systemd-analyze verify"
+    systemctl daemon-reload
+}
+
+step_daemon_start() {
+    [[ -f /etc/systemd/system/enforcecore.service ]] || { skip "daemon not installed"; return 0; }
+    systemctl start enforcecore.socket
+    expect_eq "socket mode and group" "$(stat -c '%a %G' "$SOCK")" "660 enforcecore"
+    # Type=notify: start returns once the daemon sent READY=1.
+    systemctl start enforcecore.service
+    expect_eq "service state" "$(systemctl show -P ActiveState enforcecore.service)" active
+    expect_eq "service status" "$(systemctl show -P StatusText enforcecore.service)" "serving policy vm-daemon"
+    local pid
+    pid=$(systemctl show -P MainPID enforcecore.service)
+    echo "daemon pid $pid, cgroup $(cat /proc/"$pid"/cgroup)"
+    grep -E '^Cap(Bnd|Eff)' /proc/"$pid"/status
+    grep NoNewPrivs /proc/"$pid"/status
+    echo "--- systemd-analyze security enforcecore.service"
+    systemd-analyze security --no-pager enforcecore.service | tail -n 3
+    local kinds
+    kinds=$(python3 -c 'import json,sys; print(" ".join(json.loads(l)["kind"] for l in open(sys.argv[1])))' "$TRAIL")
+    expect_words "trail after start" "$kinds" supervisor-started policy-loaded
+}
+
+step_daemon_calls() {
+    systemctl is-active --quiet enforcecore.service || { skip "daemon not running"; return 0; }
+    local out rc
+    out=$(runuser -u agent1 -- "$EC" call echo -- hello alice@example.com)
+    expect_eq "agent1: echo through the daemon (redacted)" "$out" "hello [REDACTED:EMAIL]"
+    out=$(echo "piped stdin" | runuser -u agent1 -- "$EC" call cat)
+    expect_eq "agent1: cat from stdin" "$out" "piped stdin"
+    rc=0; runuser -u outsider -- "$EC" call echo -- hi || rc=$?
+    expect_eq "outsider (socket group, no agent): exit" "$rc" 126
+    rc=0; runuser -u agent1 -- "$EC" call sh -- -c id || rc=$?
+    expect_eq "agent1 asking for an unlisted tool: exit" "$rc" 126
+    rc=0; runuser -u stranger -- "$EC" call echo -- hi 2>/dev/null || rc=$?
+    expect_eq "stranger (not in the socket group): exit" "$rc" 125
+    local denials
+    denials=$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l)["kind"] == "denial"))' "$TRAIL")
+    ((denials >= 2)) || fail "expected >= 2 denial records, found $denials"
+    echo "ok: $denials denials recorded"
+}
+
+step_daemon_cgroup() {
+    systemctl is-active --quiet enforcecore.service || { skip "daemon not running"; return 0; }
+    local svc cg="" pid
+    svc=/sys/fs/cgroup$(systemctl show -P ControlGroup enforcecore.service)
+    runuser -u agent1 -- "$EC" call sleep -- 60 &
+    pid=$!
+    for _ in $(seq 1 150); do
+        cg=$(dirname "$(grep -l . "$svc"/runs/*/cgroup.procs 2>/dev/null | head -n 1)" 2>/dev/null || true)
+        [[ -n $cg && $cg != . ]] && break
+        sleep 0.2
+    done
+    [[ -n $cg && $cg != . ]] || fail "no run cgroup with a process under $svc/runs"
+    echo "run cgroup: $cg"
+    expect_eq "memory.max" "$(cat "$cg/memory.max")" 100663296
+    expect_eq "pids.max" "$(cat "$cg/pids.max")" 24
+    expect_eq "cpu.max" "$(cat "$cg/cpu.max")" "50000 100000"
+    local tool
+    tool=$(head -n 1 "$cg/cgroup.procs")
+    expect_eq "the tool's user" "$(ps -o user= -p "$tool")" enforcecore-tool
+    expect_eq "the daemon's own cgroup" "$(cat /proc/"$(systemctl show -P MainPID enforcecore.service)"/cgroup)" \
+        "0::$(systemctl show -P ControlGroup enforcecore.service)/supervisor"
+    # Cancelling the client kills the run.
+    kill "$pid"
+    wait "$pid" || true
+    for _ in $(seq 1 150); do
+        [[ -d $cg ]] || break
+        [[ -z $(cat "$cg/cgroup.procs" 2>/dev/null) ]] && break
+        sleep 0.2
+    done
+    [[ ! -d $cg || -z $(cat "$cg/cgroup.procs" 2>/dev/null) ]] || fail "the run's processes outlived its client"
+    echo "ok: the cancelled run's cgroup is empty"
+}
+
+step_daemon_reload() {
+    systemctl is-active --quiet enforcecore.service || { skip "daemon not running"; return 0; }
+    local rc out
+    rc=0; runuser -u agent1 -- "$EC" call ok 2>/dev/null || rc=$?
+    expect_eq "tool 'ok' before the reload: exit" "$rc" 126
+    write_daemon_policy ", ok" "  ok: {command: /usr/bin/true}"
+    "$EC" reload
+    runuser -u agent1 -- "$EC" call ok
+    echo "ok: good reload over the socket"
+    rc=0; runuser -u agent1 -- "$EC" reload 2>/dev/null || rc=$?
+    expect_eq "reload by a non-admin: exit" "$rc" 126
+    cp /etc/enforcecore/policy.yaml /root/policy.good
+    printf 'version: 1\nname: broken\nsandbox: {limits: {memory: lots}}\n' >/etc/enforcecore/policy.yaml
+    rc=0; out=$("$EC" reload 2>&1) || rc=$?
+    echo "$out"
+    expect_eq "bad reload: exit" "$rc" 1
+    systemctl reload enforcecore.service
+    systemctl is-active --quiet enforcecore.service || fail "the daemon stopped after a bad reload"
+    runuser -u agent1 -- "$EC" call ok
+    echo "ok: the old policy still serves after two bad reloads"
+    cp /root/policy.good /etc/enforcecore/policy.yaml
+    systemctl reload enforcecore.service
+    local kinds
+    kinds=$(python3 -c 'import json,sys; print(" ".join(json.loads(l)["kind"] for l in open(sys.argv[1])))' "$TRAIL")
+    expect_words "trail after reloads" "$kinds" policy-rejected
+}
+
+step_daemon_stop() {
+    systemctl is-active --quiet enforcecore.service || { skip "daemon not running"; return 0; }
+    runuser -u agent1 -- "$EC" call sleep -- 300 &
+    local pid=$! rc=0 out
+    sleep 2
+    systemctl stop enforcecore.service
+    wait "$pid" || rc=$?
+    echo "client of the run in flight exited $rc"
+    expect_eq "service result" "$(systemctl show -P Result enforcecore.service)" success
+    local pub
+    pub=$(find "$KEYS" -name '*.pub' | head -n 1)
+    "$EC" audit verify --key "$pub" "$TRAIL"
+    "$EC" audit show "$TRAIL" | tail -n 12
+    local last
+    last=$(python3 -c 'import json,sys; print(" ".join(json.loads(l)["kind"] for l in open(sys.argv[1])))' "$TRAIL" | awk '{ print $(NF-1) }')
+    expect_eq "last record before the final checkpoint" "$last" supervisor-stopped
+    # Socket activation: a client connecting starts the daemon again.
+    out=$(runuser -u agent1 -- "$EC" call echo -- activated)
+    expect_eq "call through socket activation" "$out" activated
+    systemctl stop enforcecore.service enforcecore.socket
 }
 
 # --- main -------------------------------------------------------------------

@@ -6,24 +6,30 @@
 //! that cannot be opened, a key that cannot be read or a redaction engine that
 //! cannot be built stops the run before anything is spawned (exit 125): the tool
 //! never runs unaudited.
+//!
+//! The `policy-loaded` record is queued when the trail opens but handed to the
+//! writer together with `run-started`, so that both are made durable by one
+//! `fdatasync` before the exec ([`RunObserver`]); a run that ends before it
+//! starts (refused, or its sandbox could not be applied) writes it before its
+//! last records.
 
 use std::os::unix::fs::DirBuilderExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
 
 use super::RunArgs;
-use crate::audit::{self, CheckpointReason, RecordBody, Trail, TrailOptions};
+use crate::audit::{self, CheckpointReason, RecordBody, Ticket, Trail, TrailOptions};
 use crate::policy::Policy;
 use crate::redact::Engine;
-use crate::report::Caller;
-use crate::supervise::{Refusal, RunIdentity, TrailObserver};
+use crate::report::{Caller, Denial, EnforcementReport, ExitReport, RedactionReceipt};
+use crate::supervise::{Observer, ObserverError, Refusal, RunIdentity, TrailObserver};
 
 /// The trail, the engine and the observer of one `run`.
 pub(super) struct Audit {
     pub trail: Arc<Trail>,
     pub engine: Arc<Engine>,
-    pub observer: TrailObserver,
+    pub observer: RunObserver,
     run: String,
     tool: String,
 }
@@ -61,23 +67,25 @@ impl Audit {
         let engine =
             Arc::new(Engine::new(&policy.redaction).context("preparing the policy's redaction")?);
         let trail = Arc::new(Trail::open(opts)?);
-        // Not awaited: the run-started record that follows waits for both.
-        drop(trail.submit(RecordBody::PolicyLoaded {
-            name: policy.name.clone(),
-            sha256: policy.hash.clone(),
-            sources: policy.sources.clone(),
-        }));
-        let observer = TrailObserver::new(
-            trail.clone(),
-            &engine,
-            RunIdentity {
-                run,
-                tool,
-                policy: Some(&policy.name),
-                argv: &args.command,
-                caller,
-            },
-        );
+        let observer = RunObserver {
+            inner: TrailObserver::new(
+                trail.clone(),
+                &engine,
+                RunIdentity {
+                    run,
+                    tool,
+                    policy: Some(&policy.name),
+                    argv: &args.command,
+                    caller,
+                },
+            ),
+            policy_loaded: Mutex::new(Some(RecordBody::PolicyLoaded {
+                name: policy.name.clone(),
+                sha256: policy.hash.clone(),
+                sources: policy.sources.clone(),
+            })),
+            trail: trail.clone(),
+        };
         Ok(Audit {
             trail,
             engine,
@@ -89,6 +97,8 @@ impl Audit {
 
     /// Record a refused request (policy denial) and seal the trail.
     pub fn refused(&self, refusal: &Refusal) -> anyhow::Result<()> {
+        // Queued first, so it lands in the same batch as the denial.
+        let policy = self.observer.policy_loaded();
         self.trail.append_sealed(
             RecordBody::Denial {
                 run: self.run.clone(),
@@ -97,7 +107,56 @@ impl Audit {
             },
             CheckpointReason::RunEnd,
         )?;
+        if let Some(t) = policy {
+            t.wait()?;
+        }
         self.trail.close()?;
         Ok(())
+    }
+}
+
+/// The run's [`TrailObserver`], which also owns the still unwritten
+/// `policy-loaded` record.
+pub(super) struct RunObserver {
+    inner: TrailObserver,
+    policy_loaded: Mutex<Option<RecordBody>>,
+    trail: Arc<Trail>,
+}
+
+impl RunObserver {
+    /// Queue the `policy-loaded` record unless it already is; the ticket
+    /// resolves once it is durable.
+    pub fn policy_loaded(&self) -> Option<Ticket> {
+        let body = self
+            .policy_loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        Some(self.trail.submit(body))
+    }
+}
+
+#[async_trait::async_trait]
+impl Observer for RunObserver {
+    async fn started(&self, enforcement: &EnforcementReport) -> Result<(), ObserverError> {
+        // Queued back to back: the writer takes both in one batch (one sync).
+        let policy = self.policy_loaded();
+        let started = self.inner.started(enforcement).await;
+        if let Some(t) = policy {
+            t.await?;
+        }
+        started
+    }
+
+    async fn denial(&self, denial: Denial) -> Result<(), ObserverError> {
+        self.inner.denial(denial).await
+    }
+
+    async fn redacted(&self, receipts: &[RedactionReceipt]) -> Result<(), ObserverError> {
+        self.inner.redacted(receipts).await
+    }
+
+    async fn exited(&self, exit: &ExitReport) -> Result<(), ObserverError> {
+        self.inner.exited(exit).await
     }
 }

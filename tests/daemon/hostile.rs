@@ -1,0 +1,113 @@
+//! Clients that misbehave: the daemon answers (or drops) them and keeps serving.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use super::{Daemon, NOBODY, policy, wait_for};
+use crate::util;
+
+/// Connect as root and send raw bytes.
+fn raw(d: &Daemon, bytes: &[u8]) -> String {
+    let mut s = UnixStream::connect(d.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(answer.get(4..).unwrap_or_default()).into_owned()
+}
+
+#[test]
+fn hostile_clients_leave_it_serving() {
+    if !util::require_root() {
+        return;
+    }
+    let d = Daemon::start(
+        &policy("", ""),
+        "limits: {request_timeout: 1s, max_request_bytes: 4096}\n",
+    );
+    // Garbage.
+    let a = raw(&d, b"\x00\x00\x00\x05hello");
+    assert!(a.contains("malformed request"), "{a}");
+    d.assert_serving();
+    // A header announcing 1 GiB: refused from the header, nothing buffered.
+    let a = raw(&d, &(1u32 << 30).to_be_bytes());
+    assert!(a.contains("over the 4096-byte limit"), "{a}");
+    d.assert_serving();
+    // A frame that never finishes: the request timeout closes it.
+    let a = raw(&d, b"\x00\x00\x01\x00{\"op\":");
+    assert!(a.contains("no complete request"), "{a}");
+    d.assert_serving();
+    // A connection that never sends anything at all.
+    let a = raw(&d, b"");
+    assert!(a.contains("no complete request"), "{a}");
+    // A well-formed call without descriptors.
+    let a = raw(&d, &frame(br#"{"op":"call","v":1,"tool":"echo"}"#));
+    assert!(a.contains("exactly three descriptors"), "{a}");
+    // More descriptors than stdin, stdout and stderr.
+    {
+        use std::os::fd::AsFd;
+        let s = UnixStream::connect(d.socket()).unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let fds = [null.as_fd(); 4];
+        let f = frame(br#"{"op":"call","v":1,"tool":"echo"}"#);
+        let n = enforcecore::sys::socket::send_with_fds(s.as_fd(), &f, &fds).unwrap();
+        assert_eq!(n, f.len());
+        let mut answer = Vec::new();
+        let _ = (&s).read_to_end(&mut answer);
+        let a = String::from_utf8_lossy(&answer);
+        assert!(a.contains("descriptors"), "{a}");
+    }
+    // A future protocol version.
+    let a = raw(&d, &frame(br#"{"op":"reload","v":9}"#));
+    assert!(a.contains("protocol version 9"), "{a}");
+    d.assert_serving();
+    // A client that disconnects mid-run: its run is killed and recorded.
+    let sleep_exit = |d: &Daemon| {
+        d.records()
+            .into_iter()
+            .find(|r| r["kind"] == "run-exited" && r["tool"] == "sleep")
+    };
+    let mut child = d.call_cmd(NOBODY, "sleep", &["600"]).spawn().unwrap();
+    wait_for("the run to start", || {
+        d.records()
+            .iter()
+            .any(|r| r["kind"] == "run-started" && r["tool"] == "sleep")
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_for("the cancelled run to end", || sleep_exit(&d).is_some());
+    let exit = sleep_exit(&d).unwrap();
+    assert_eq!(exit["exit"]["cause"], "shutdown", "{exit}");
+    d.assert_serving();
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+#[test]
+fn connections_over_the_cap_are_turned_away() {
+    if !util::require_root() {
+        return;
+    }
+    let d = Daemon::start(
+        &policy("", ""),
+        "limits: {request_timeout: 30s, max_connections: 2}\n",
+    );
+    // Two clients that connect and say nothing hold both places...
+    let idle: Vec<UnixStream> = (0..2)
+        .map(|_| UnixStream::connect(d.socket()).unwrap())
+        .collect();
+    // ...so the third is told so at once.
+    wait_for("the third connection to be turned away", || {
+        raw(&d, b"").contains("limits.max_connections")
+    });
+    drop(idle);
+    wait_for("the places to free up", || {
+        d.call(NOBODY, "echo", &["x"]).status.success()
+    });
+    d.assert_serving();
+}
