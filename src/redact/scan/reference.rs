@@ -75,10 +75,11 @@ mod tests {
     /// Trigger kinds of a complete stream, computed block by block.
     fn blockwise(b: &[u8]) -> Vec<(usize, u8)> {
         let mut out = Vec::new();
-        let (mut nc, mut hc, mut prev) = (false, false, Masks::default());
+        let (mut nc, mut hc, mut prev) = (false, false, Classes::default());
         let mut start = 0;
         while start <= b.len() {
-            let t = block_triggers(b, start, &prev, nc, hc, 63);
+            let cur = classify(b, start);
+            let t = block_triggers(b, start, &prev, &cur, &classify(b, start + 64), nc, hc, 63);
             for i in 0..64 {
                 let mut kinds = 0u8;
                 for (k, m) in t.kinds.iter().enumerate() {
@@ -90,7 +91,7 @@ mod tests {
             }
             nc = t.num_carry;
             hc = t.hex_carry;
-            prev = t.masks;
+            prev = cur;
             start += 64;
         }
         out
