@@ -54,7 +54,7 @@ fn stop_char(c: u8) -> bool {
     c.is_ascii_whitespace() || b",;&\"'<>)]}\\`".contains(&c)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KeyClass {
     Password,
     Secret,
@@ -62,7 +62,30 @@ enum KeyClass {
     Authorization,
 }
 
+/// The last four characters of every keyword of four or more, and `pwd`: a
+/// key whose normalized ending is none of these names no credential, which
+/// settles the commonest keys (`"key":`, `version=`) without normalizing them.
+const TAILS: [[u8; 4]; 10] = [
+    *b"word", *b"sswd", *b"cret", *b"oken", *b"ikey", *b"skey", *b"tkey", *b"ekey", *b"ials",
+    *b"tion",
+];
+
 fn classify_key(key: &[u8]) -> Option<KeyClass> {
+    // The normalized key's last four characters, read backwards.
+    let mut tail = [0u8; 4];
+    let mut t = 4;
+    for &c in key.iter().rev() {
+        if !matches!(c, b'_' | b'-' | b'.') {
+            t -= 1;
+            tail[t] = c.to_ascii_lowercase();
+            if t == 0 {
+                break;
+            }
+        }
+    }
+    if !(TAILS.contains(&tail) || tail[1..] == *b"pwd") {
+        return None;
+    }
     let mut norm = [0u8; MAX_KEY];
     let mut n = 0;
     for &c in key.iter().filter(|&&c| !matches!(c, b'_' | b'-' | b'.')) {
@@ -285,6 +308,25 @@ mod tests {
             "tokens: 12",
         ] {
             assert_eq!(find(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn every_keyword_ends_in_a_tail() {
+        for k in KEYWORDS {
+            let b = k.as_bytes();
+            let last4: [u8; 4] = b[b.len().saturating_sub(4)..].try_into().unwrap_or([0; 4]);
+            assert!(TAILS.contains(&last4) || *k == "pwd", "{k}");
+        }
+        for key in ["pwd", "PWD", "db_pwd", "x.pwd"] {
+            assert_eq!(
+                classify_key(key.as_bytes()),
+                Some(KeyClass::Password),
+                "{key}"
+            );
+        }
+        for key in ["key", "version", "wd", "pw_d_x"] {
+            assert_eq!(classify_key(key.as_bytes()), None, "{key}");
         }
     }
 

@@ -5,13 +5,13 @@
 
 use super::{MAX_GROUPS, SEPS};
 
-/// Exactly two ASCII digit groups with fewer than 13 digits and nothing before
-/// them that starts a phone number (`58.4 MB`, `$8653.38 `, `INV-2024-146546 `,
-/// `took 12.345s`): no detector accepts that (IPv4 needs four groups, the
-/// others at least three or 13 digits).
+/// Exactly two ASCII digit groups with fewer than 13 digits and no `+` before
+/// them (`58.4 MB`, `$8653.38 `, `INV-2024-146546 `, `took 12.345s`,
+/// `(45.6 MB)`): no detector accepts that (IPv4 needs four groups, E.164 a
+/// `+`, the others at least three groups or 13 digits).
 #[inline]
 pub(super) fn is_short_pair(b: &[u8], s: usize, end: usize) -> bool {
-    if s > 0 && matches!(b[s - 1], b'+' | b'(' | 0x80..) {
+    if s > 0 && matches!(b[s - 1], b'+' | 0x80..) {
         return false;
     }
     let Some(&sep) = b.get(end) else { return false };
@@ -63,7 +63,7 @@ pub(super) fn is_iso_date(b: &[u8], s: usize, end: usize) -> bool {
         && !d(t[6])
         && !SEPS.contains(&t[6])
         && t[6] < 0x80
-        && !(s > 0 && matches!(b[s - 1], b'+' | b'(' | 0x80..))
+        && !(s > 0 && matches!(b[s - 1], b'+' | 0x80..))
 }
 
 /// A quick look at a plain-ASCII span that rules out most ordinary numbers
