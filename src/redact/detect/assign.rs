@@ -70,11 +70,13 @@ const TAILS: [[u8; 4]; 10] = [
     *b"tion",
 ];
 
-fn classify_key(key: &[u8]) -> Option<KeyClass> {
-    // The normalized key's last four characters, read backwards.
+/// Whether a key whose last characters are `rev` (read backwards) may name a
+/// credential: its last four normalized characters are one of [`TAILS`], or
+/// it ends in `pwd`.
+fn tail_may_name_credential(rev: impl Iterator<Item = u8>) -> bool {
     let mut tail = [0u8; 4];
     let mut t = 4;
-    for &c in key.iter().rev() {
+    for c in rev {
         if !matches!(c, b'_' | b'-' | b'.') {
             t -= 1;
             tail[t] = c.to_ascii_lowercase();
@@ -83,7 +85,27 @@ fn classify_key(key: &[u8]) -> Option<KeyClass> {
             }
         }
     }
-    if !(TAILS.contains(&tail) || tail[1..] == *b"pwd") {
+    TAILS.contains(&tail) || tail[1..] == *b"pwd"
+}
+
+/// Whether the key that ends just before `key_end` may name a credential
+/// (see [`tail_may_name_credential`]). The scanner asks this before it
+/// triggers [`at_operator`], which would reject such a key anyway: it settles
+/// the commonest keys after a keyword-like pair (`"key":`, `version=`)
+/// without a detector call. Reads at most `MAX_KEY + 1` bytes back.
+pub(crate) fn key_may_name_credential(b: &[u8], key_end: usize) -> bool {
+    let from = key_end.saturating_sub(MAX_KEY + 1);
+    tail_may_name_credential(
+        b[from..key_end]
+            .iter()
+            .rev()
+            .copied()
+            .take_while(|&c| key_char(c)),
+    )
+}
+
+fn classify_key(key: &[u8]) -> Option<KeyClass> {
+    if !tail_may_name_credential(key.iter().rev().copied()) {
         return None;
     }
     let mut norm = [0u8; MAX_KEY];

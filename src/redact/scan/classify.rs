@@ -1,7 +1,11 @@
 //! Byte classes and trigger masks for 64-byte blocks: the data-parallel half
-//! of the scanner. Pure functions of the bytes; no state, no detectors.
+//! of the scanner. Pure functions of the bytes; no state, and no detector
+//! runs here (the one detector rule consulted is which key endings can name
+//! a credential).
 
 use wide::u8x16;
+
+use crate::redact::detect::assign;
 
 /// Block size.
 pub(crate) const BLOCK: usize = 64;
@@ -119,6 +123,16 @@ fn after_keyword(bytes: &[u8], p: usize) -> bool {
     // Branch-free: the operators of a block are too irregular to predict.
     let quoted = 0u8.wrapping_sub(prev(q) >> 7);
     (last(q) & prev(b)) | (quoted & last(b) & prev(a)) != 0
+}
+
+/// For an operator at `p` after a keyword ending: whether its key may name a
+/// credential at all (`assign::key_may_name_credential`). The key ends at the
+/// operator, or before the quote or blank between them.
+#[inline(never)]
+pub(crate) fn key_may_name_credential(bytes: &[u8], p: usize) -> bool {
+    let glued = p >= 2 && is_pair(Some(bytes[p - 2]), bytes[p - 1]);
+    let key_end = if glued { p } else { p.saturating_sub(1) };
+    assign::key_may_name_credential(bytes, key_end)
 }
 
 /// Class bits of byte `b` preceded by `before` (`None`: no byte, before the
@@ -335,7 +349,7 @@ pub(crate) fn block_triggers(
         let i = ops.trailing_zeros() as usize;
         ops &= ops - 1;
         let p = start + i;
-        let ok = if p >= 3 {
+        let pair = if p >= 3 {
             after_keyword(bytes, p)
         } else {
             let byte = |back: usize| p.checked_sub(back).and_then(|i| bytes.get(i).copied());
@@ -343,6 +357,8 @@ pub(crate) fn block_triggers(
             let qs = byte(1).is_some_and(|b| CLASS[usize::from(b)] >> QS & 1 == 1);
             pair(1) || (qs && pair(2))
         };
+        // Few operators pass the pair check; their keys are read here.
+        let ok = pair && key_may_name_credential(bytes, p);
         assign |= u64::from(ok) << i;
     }
     let kinds = [num, iban, colon, url, assign, special];
