@@ -88,9 +88,8 @@ fn is_sep(b: u8) -> bool {
 /// A numeric trigger at the end of an ASCII digit run (`end` is the first byte
 /// after it). Scans back to the run's first digit and reads the span.
 pub(crate) fn at_run_end(w: &Window, end: usize) -> Res<Option<Hit>> {
-    if ordinary(w.bytes, end) {
-        return Ok(None);
-    }
+    // The checks below include [`ordinary`], which the scanner's hot loop has
+    // already tried for most triggers.
     let mut s = end;
     while s > 0 && w.bytes[s - 1].is_ascii_digit() {
         s -= 1;
