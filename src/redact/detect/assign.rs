@@ -54,7 +54,7 @@ fn stop_char(c: u8) -> bool {
     c.is_ascii_whitespace() || b",;&\"'<>)]}\\`".contains(&c)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KeyClass {
     Password,
     Secret,
@@ -62,7 +62,52 @@ enum KeyClass {
     Authorization,
 }
 
+/// The last four characters of every keyword of four or more, and `pwd`: a
+/// key whose normalized ending is none of these names no credential, which
+/// settles the commonest keys (`"key":`, `version=`) without normalizing them.
+const TAILS: [[u8; 4]; 10] = [
+    *b"word", *b"sswd", *b"cret", *b"oken", *b"ikey", *b"skey", *b"tkey", *b"ekey", *b"ials",
+    *b"tion",
+];
+
+/// Whether a key whose last characters are `rev` (read backwards) may name a
+/// credential: its last four normalized characters are one of [`TAILS`], or
+/// it ends in `pwd`.
+fn tail_may_name_credential(rev: impl Iterator<Item = u8>) -> bool {
+    let mut tail = [0u8; 4];
+    let mut t = 4;
+    for c in rev {
+        if !matches!(c, b'_' | b'-' | b'.') {
+            t -= 1;
+            tail[t] = c.to_ascii_lowercase();
+            if t == 0 {
+                break;
+            }
+        }
+    }
+    TAILS.contains(&tail) || tail[1..] == *b"pwd"
+}
+
+/// Whether the key that ends just before `key_end` may name a credential
+/// (see [`tail_may_name_credential`]). The scanner asks this before it
+/// triggers [`at_operator`], which would reject such a key anyway: it settles
+/// the commonest keys after a keyword-like pair (`"key":`, `version=`)
+/// without a detector call. Reads at most `MAX_KEY + 1` bytes back.
+pub(crate) fn key_may_name_credential(b: &[u8], key_end: usize) -> bool {
+    let from = key_end.saturating_sub(MAX_KEY + 1);
+    tail_may_name_credential(
+        b[from..key_end]
+            .iter()
+            .rev()
+            .copied()
+            .take_while(|&c| key_char(c)),
+    )
+}
+
 fn classify_key(key: &[u8]) -> Option<KeyClass> {
+    if !tail_may_name_credential(key.iter().rev().copied()) {
+        return None;
+    }
     let mut norm = [0u8; MAX_KEY];
     let mut n = 0;
     for &c in key.iter().filter(|&&c| !matches!(c, b'_' | b'-' | b'.')) {
@@ -285,6 +330,25 @@ mod tests {
             "tokens: 12",
         ] {
             assert_eq!(find(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn every_keyword_ends_in_a_tail() {
+        for k in KEYWORDS {
+            let b = k.as_bytes();
+            let last4: [u8; 4] = b[b.len().saturating_sub(4)..].try_into().unwrap_or([0; 4]);
+            assert!(TAILS.contains(&last4) || *k == "pwd", "{k}");
+        }
+        for key in ["pwd", "PWD", "db_pwd", "x.pwd"] {
+            assert_eq!(
+                classify_key(key.as_bytes()),
+                Some(KeyClass::Password),
+                "{key}"
+            );
+        }
+        for key in ["key", "version", "wd", "pw_d_x"] {
+            assert_eq!(classify_key(key.as_bytes()), None, "{key}");
         }
     }
 

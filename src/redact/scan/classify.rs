@@ -1,7 +1,11 @@
 //! Byte classes and trigger masks for 64-byte blocks: the data-parallel half
-//! of the scanner. Pure functions of the bytes; no state, no detectors.
+//! of the scanner. Pure functions of the bytes; no state, and no detector
+//! runs here (the one detector rule consulted is which key endings can name
+//! a credential).
 
 use wide::u8x16;
+
+use crate::redact::detect::assign;
 
 /// Block size.
 pub(crate) const BLOCK: usize = 64;
@@ -80,6 +84,10 @@ const PREV_W: u8 = 2;
 const PREV_E: u8 = 4;
 const PREV_L: u8 = 8;
 const PREV_O: u8 = 16;
+/// Marks a quote or blank in `PREV_BIT` (no letter of `LAST` has it).
+const QUOTE: u8 = 128;
+/// The bit of a letter that may come before the last letter of a keyword,
+/// and [`QUOTE`] for a quote or blank between a key and its operator.
 static PREV_BIT: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -90,6 +98,7 @@ static PREV_BIT: [u8; 256] = {
             b'e' => PREV_E,
             b'l' => PREV_L,
             b'o' => PREV_O,
+            b'"' | b'\'' | b' ' => QUOTE,
             _ => 0,
         };
         i += 1;
@@ -102,6 +111,28 @@ static PREV_BIT: [u8; 256] = {
 #[inline(always)]
 pub(crate) fn is_pair(before: Option<u8>, b: u8) -> bool {
     LAST[usize::from(b)] & PREV_BIT[usize::from(before.unwrap_or(0))] != 0
+}
+
+/// Whether the operator at `p` follows a keyword ending: `…rd=`, `…ey":`.
+/// `p` is at least 3.
+#[inline(always)]
+fn after_keyword(bytes: &[u8], p: usize) -> bool {
+    let (a, b, q) = (bytes[p - 3], bytes[p - 2], bytes[p - 1]);
+    let prev = |c: u8| PREV_BIT[usize::from(c)];
+    let last = |c: u8| LAST[usize::from(c)];
+    // Branch-free: the operators of a block are too irregular to predict.
+    let quoted = 0u8.wrapping_sub(prev(q) >> 7);
+    (last(q) & prev(b)) | (quoted & last(b) & prev(a)) != 0
+}
+
+/// For an operator at `p` after a keyword ending: whether its key may name a
+/// credential at all (`assign::key_may_name_credential`). The key ends at the
+/// operator, or before the quote or blank between them.
+#[inline(never)]
+pub(crate) fn key_may_name_credential(bytes: &[u8], p: usize) -> bool {
+    let glued = p >= 2 && is_pair(Some(bytes[p - 2]), bytes[p - 1]);
+    let key_end = if glued { p } else { p.saturating_sub(1) };
+    assign::key_may_name_credential(bytes, key_end)
 }
 
 /// Class bits of byte `b` preceded by `before` (`None`: no byte, before the
@@ -123,48 +154,83 @@ fn eq(v: u8x16, b: u8) -> u8x16 {
     v.simd_eq(u8x16::splat(b))
 }
 
-/// The class masks of one block that the next block needs, bit `i` for byte `i`.
+/// The class masks of one block, bit `i` for byte `i` (zero for bytes past the
+/// end of what has arrived).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Masks {
-    d: u64,
-    w: u64,
-    sep: u64,
-    c: u64,
+pub(crate) struct Classes {
+    /// Digits.
+    pub d: u64,
+    /// Word bytes: letters, digits, `_`.
+    pub w: u64,
+    /// Hex digits.
+    pub x: u64,
+    /// Number separators: space `-` `.` `(` `)`.
+    pub sep: u64,
+    /// Colons.
+    pub c: u64,
+    /// Operators: `=` and `:`.
+    pub op: u64,
+    /// The rare bytes `@`, 0xC2, 0xCF, 0xE2, 0xEF (split one by one later).
+    pub rare: u64,
+    /// Slashes.
+    pub sl: u64,
 }
 
-/// Vector masks of 16 bytes: digits, word bytes, hex digits, number
-/// separators, colons, operators (`=` `:`), and the rare bytes `@`, 0xC2,
-/// 0xE2, 0xEF (split one by one afterwards).
+/// Vector masks of 16 bytes, in the order of the fields of [`Classes`].
 #[inline(always)]
-pub(crate) fn classify16(bytes: &[u8; 16]) -> [u16; 7] {
+fn classify16(bytes: &[u8; 16]) -> [u64; 8] {
     let v = u8x16::new(*bytes);
     let lc = v | u8x16::splat(0x20);
     let d = in_range(v, b'0', 10);
+    let letter = lc - u8x16::splat(b'a');
     let colon = eq(v, b':');
-    let m = |x: u8x16| x.to_bitmask() as u16;
+    let m = |x: u8x16| u64::from(x.to_bitmask());
     [
         m(d),
-        m(d | in_range(lc, b'a', 26) | eq(v, b'_')),
-        m(d | in_range(lc, b'a', 6)),
-        m(eq(v, b' ') | eq(v, b'.') | eq(v, b'-') | eq(v, b'(') | eq(v, b')')),
+        m(d | letter.min(u8x16::splat(25)).simd_eq(letter) | eq(v, b'_')),
+        m(d | letter.min(u8x16::splat(5)).simd_eq(letter)),
+        // `(` and `)` differ in the last bit, `-` and `.` are neighbours.
+        m(eq(v, b' ') | eq(v | u8x16::splat(1), b')') | in_range(v, b'-', 2)),
         m(colon),
         m(colon | eq(v, b'=')),
         // `lc` folds 0xCF onto 0xEF and 0xC2 onto 0xE2; the split sorts them out.
         m(eq(v, b'@') | eq(lc, 0xEF) | eq(lc, 0xE2)),
+        m(eq(v, b'/')),
     ]
 }
 
-/// Bytes `from..from + 16` of `bytes`, zero past the end.
+/// The classes of the block of `bytes` starting at `start` (bytes past the
+/// end read as "no byte", like the end of the stream).
 #[inline(always)]
-fn chunk16(bytes: &[u8], from: usize) -> [u8; 16] {
-    if let Some(c) = bytes.get(from..from + 16) {
-        return c.try_into().expect("16 bytes");
+pub(crate) fn classify(bytes: &[u8], start: usize) -> Classes {
+    let padded: [u8; BLOCK];
+    let block: &[u8; BLOCK] = match bytes.get(start..start + BLOCK) {
+        Some(b) => b.try_into().expect("a whole block"),
+        None => {
+            let mut b = [0u8; BLOCK];
+            if let Some(rest) = bytes.get(start..) {
+                b[..rest.len()].copy_from_slice(rest);
+            }
+            padded = b;
+            &padded
+        }
+    };
+    let (a, rest) = block.split_first_chunk::<16>().expect("16 bytes");
+    let (b, rest) = rest.split_first_chunk::<16>().expect("16 bytes");
+    let (c, d) = rest.split_first_chunk::<16>().expect("16 bytes");
+    let d: &[u8; 16] = d.try_into().expect("16 bytes");
+    let k = [classify16(a), classify16(b), classify16(c), classify16(d)];
+    let join = |i: usize| k[0][i] | k[1][i] << 16 | k[2][i] << 32 | k[3][i] << 48;
+    Classes {
+        d: join(0),
+        w: join(1),
+        x: join(2),
+        sep: join(3),
+        c: join(4),
+        op: join(5),
+        rare: join(6),
+        sl: join(7),
     }
-    let mut c = [0u8; 16];
-    if from < bytes.len() {
-        c[..bytes.len() - from].copy_from_slice(&bytes[from..]);
-    }
-    c
 }
 
 /// Trigger masks of one block, bit `i` for absolute position `block + i`.
@@ -176,43 +242,40 @@ pub(crate) struct Triggers {
     pub num_carry: bool,
     /// A good hex run continues past the block.
     pub hex_carry: bool,
-    /// This block's class masks: the next block's `prev`.
-    pub masks: Masks,
     /// Union of the enabled kinds' masks.
     pub union: u64,
 }
 
-/// Compute the triggers of the block starting at `start` in `bytes` (bytes past
-/// the end read as "no byte", like the end of the stream). `prev` are the
-/// previous block's masks (all zero at the start of the stream); the carries
-/// say whether a good digit or hex run reaches into this block.
+/// Compute the triggers of the block starting at `start` in `bytes`, whose
+/// classes are `cur`; `prev` and `next` are the classes of the blocks before
+/// and after it (all zero before the start of the stream and past what has
+/// arrived). The carries say whether a good digit or hex run reaches into
+/// this block.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn block_triggers(
     bytes: &[u8],
     start: usize,
-    prev: &Masks,
+    prev: &Classes,
+    cur: &Classes,
+    next: &Classes,
     num_carry: bool,
     hex_carry: bool,
     enabled: u8,
 ) -> Triggers {
-    let [k0, k1, k2, k3] = match bytes.get(start..start + BLOCK) {
-        Some(block) => {
-            let block: &[u8; BLOCK] = block.try_into().expect("a whole block");
-            let (a, rest) = block.split_first_chunk::<16>().expect("16 bytes");
-            let (b, rest) = rest.split_first_chunk::<16>().expect("16 bytes");
-            let (c, d) = rest.split_first_chunk::<16>().expect("16 bytes");
-            let d: &[u8; 16] = d.try_into().expect("16 bytes");
-            [classify16(a), classify16(b), classify16(c), classify16(d)]
-        }
-        None => std::array::from_fn(|i| classify16(&chunk16(bytes, start + 16 * i))),
-    };
-    let join = |c: usize| {
-        u64::from(k0[c]) | u64::from(k1[c]) << 16 | u64::from(k2[c]) << 32 | u64::from(k3[c]) << 48
-    };
-    let (d, w, x, sep, c, op) = (join(0), join(1), join(2), join(3), join(4), join(5));
+    let Classes {
+        d,
+        w,
+        x,
+        sep,
+        c,
+        op,
+        rare,
+        sl,
+    } = *cur;
     // Split the rare bytes (few, if any) by class.
     let (mut special, mut zwf) = (0u64, 0u64);
-    let mut r = join(6);
+    let mut r = rare;
     while r != 0 {
         let i = r.trailing_zeros();
         r &= r - 1;
@@ -222,34 +285,23 @@ pub(crate) fn block_triggers(
         special |= u64::from(cls >> SPECIAL & 1) << i;
         zwf |= u64::from(cls >> ZWF & 1) << i;
     }
-    // Classes of the three bytes after the block shift in from the top.
-    let next: [u16; 3] = match bytes.get(start + BLOCK..start + BLOCK + 3) {
-        Some(t) => [
-            CLASS[usize::from(t[0])],
-            CLASS[usize::from(t[1])],
-            CLASS[usize::from(t[2])],
-        ],
-        None => std::array::from_fn(|i| {
-            bytes
-                .get(start + BLOCK + i)
-                .map_or(0, |&b| CLASS[usize::from(b)])
-        }),
-    };
-    let ahead =
-        |cls: usize| next[0] >> cls & 1 | (next[1] >> cls & 1) << 1 | (next[2] >> cls & 1) << 2;
-    let (nd, nw, nx, nsep, nc) = (ahead(D), ahead(W), ahead(X), ahead(SEP), ahead(C));
-    let shr = |mask: u64, next: u16, n: u32| (mask >> n) | (u64::from(next) << (64 - n));
+    // Bit `i` of `shr(m, n)` is bit `i + n` of the stream; of `shl(m, n)`,
+    // bit `i - n`.
+    let shr = |mask: u64, next: u64, n: u32| (mask >> n) | (next << (64 - n));
     let shl = |mask: u64, before: u64, n: u32| (mask << n) | (before >> (64 - n));
 
     // Numbers: runs of digits that start a number, ending before a non-word byte
     // and followed by a separator and another digit, by a zero-width or fullwidth
     // character, or at least 9 digits long.
     let w1 = shl(w, prev.w, 1);
-    let cont = (shl(sep, prev.sep, 1) | shl(c, prev.c, 1)) & shl(d, prev.d, 2);
+    let d1 = shl(d, prev.d, 1);
+    let c1 = shl(c, prev.c, 1);
+    let cont = (shl(sep, prev.sep, 1) | c1) & shl(d, prev.d, 2);
     let starts = d & !w1 & !cont;
-    let (sum, c1) = d.overflowing_add(starts | u64::from(num_carry));
+    let (sum, num_carry) = d.overflowing_add(starts | u64::from(num_carry));
     let after = sum & !d;
-    let sep_digit = sep & (shr(d, nd, 1) | (shr(sep, nsep, 1) & shr(d, nd, 2)));
+    let d_next = shr(d, next.d, 1);
+    let sep_digit = sep & (d_next | (shr(sep, next.sep, 1) & shr(d, next.d, 2)));
     // Nine digits before: AND of the nine previous bits, by doubling over the
     // previous block and this one as one 128-bit word.
     let e = u128::from(d) << 64 | u128::from(prev.d);
@@ -264,9 +316,9 @@ pub(crate) fn block_triggers(
     let letters = w & !d;
     let mut iban = 0u64;
     let mut cand = letters
-        & shr(letters, nw & !nd, 1)
-        & shr(d, nd, 2)
-        & shr(d, nd, 3)
+        & shr(letters, next.w & !next.d, 1)
+        & shr(d, next.d, 2)
+        & shr(d, next.d, 3)
         & !w1
         & enabled_mask(enabled, IBAN);
     while cand != 0 {
@@ -280,42 +332,33 @@ pub(crate) fn block_triggers(
 
     // IPv6: the first colon of a token whose hex run follows a byte that is not
     // a word byte or colon, then a hex digit or colon; or `::` alone.
-    let not_glued = !(w1 | shl(c, prev.c, 1));
-    let (hsum, c2) = x.overflowing_add((x & not_glued) | u64::from(hex_carry));
+    let not_glued = !(w1 | c1);
+    let (hsum, hex_carry) = x.overflowing_add((x & not_glued) | u64::from(hex_carry));
     let hafter = hsum & !x;
-    let c_next = shr(c, nc, 1);
-    let colon = c & ((hafter & (shr(x, nx, 1) | c_next)) | (not_glued & c_next));
+    let c_next = shr(c, next.c, 1);
+    let colon = c & ((hafter & (shr(x, next.x, 1) | c_next)) | (not_glued & c_next));
 
-    // `://` and credential assignments are rare enough to confirm byte by byte.
-    let byte = |p: usize, back: usize| p.checked_sub(back).and_then(|i| bytes.get(i).copied());
-    let mut url = 0u64;
-    let mut colons = c & enabled_mask(enabled, URL);
-    while colons != 0 {
-        let i = colons.trailing_zeros() as usize;
-        colons &= colons - 1;
-        let p = start + i;
-        let slashes = match bytes.get(p + 1..p + 3) {
-            Some(t) => t == b"//",
-            None => false,
-        };
-        url |= u64::from(slashes) << i;
-    }
-    let mut assign = 0u64;
-    // A keyword ends in a letter, or in a letter and a quote or blank: an
+    let url = c & shr(sl, next.sl, 1) & shr(sl, next.sl, 2);
+
+    // Credential assignments are rare enough to confirm byte by byte. A
+    // keyword ends in a letter, or in a letter and a quote or blank: an
     // operator right after a digit (times, ratios) cannot follow one.
-    let mut ops = op & !shl(d, prev.d, 1) & enabled_mask(enabled, ASSIGN);
+    let mut assign = 0u64;
+    let mut ops = op & !d1 & enabled_mask(enabled, ASSIGN);
     while ops != 0 {
         let i = ops.trailing_zeros() as usize;
         ops &= ops - 1;
         let p = start + i;
-        let ok = if p >= 3 {
-            let (a, b, q) = (bytes[p - 3], bytes[p - 2], bytes[p - 1]);
-            is_pair(Some(b), q) || (CLASS[usize::from(q)] >> QS & 1 == 1 && is_pair(Some(a), b))
+        let pair = if p >= 3 {
+            after_keyword(bytes, p)
         } else {
-            let pair = |at: usize| byte(p, at).is_some_and(|b| is_pair(byte(p, at + 1), b));
-            let qs = byte(p, 1).is_some_and(|b| CLASS[usize::from(b)] >> QS & 1 == 1);
+            let byte = |back: usize| p.checked_sub(back).and_then(|i| bytes.get(i).copied());
+            let pair = |at: usize| byte(at).is_some_and(|b| is_pair(byte(at + 1), b));
+            let qs = byte(1).is_some_and(|b| CLASS[usize::from(b)] >> QS & 1 == 1);
             pair(1) || (qs && pair(2))
         };
+        // Few operators pass the pair check; their keys are read here.
+        let ok = pair && key_may_name_credential(bytes, p);
         assign |= u64::from(ok) << i;
     }
     let kinds = [num, iban, colon, url, assign, special];
@@ -325,9 +368,8 @@ pub(crate) fn block_triggers(
     }
     Triggers {
         kinds,
-        num_carry: c1,
-        hex_carry: c2,
-        masks: Masks { d, w, sep, c },
+        num_carry,
+        hex_carry,
         union,
     }
 }

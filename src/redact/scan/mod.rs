@@ -20,7 +20,7 @@ mod classify;
 pub(crate) mod reference;
 
 pub(crate) use classify::{ASSIGN, AT, COLON, IBAN, NUM, URL};
-use classify::{BLOCK, Masks, block_triggers};
+use classify::{BLOCK, Classes, block_triggers, classify};
 
 use super::detect::{Hit, MAX_LOOKBEHIND, MAX_REACH, assign, email, iban, network, numeric};
 use super::text::{Pending, Window};
@@ -79,8 +79,8 @@ pub(crate) struct Scan {
     retry_at: u64,
     num_carry: bool,
     hex_carry: bool,
-    /// Class masks of the block before `block`.
-    prev: Masks,
+    /// Classes of the block before `block`.
+    prev: Classes,
     /// Trigger kinds to look for.
     kinds: u8,
 }
@@ -95,7 +95,7 @@ impl Scan {
             retry_at: 0,
             num_carry: false,
             hex_carry: false,
-            prev: Masks::default(),
+            prev: Classes::default(),
             kinds,
         }
     }
@@ -132,10 +132,14 @@ impl Scan {
                 return;
             }
             let rel = (self.block - base) as usize;
+            let cur = classify(w.bytes, rel);
+            let next = classify(w.bytes, rel + BLOCK);
             let t = block_triggers(
                 w.bytes,
                 rel,
                 &self.prev,
+                &cur,
+                &next,
                 self.num_carry,
                 self.hex_carry,
                 self.kinds,
@@ -180,7 +184,7 @@ impl Scan {
             if complete {
                 self.num_carry = t.num_carry;
                 self.hex_carry = t.hex_carry;
-                self.prev = t.masks;
+                self.prev = cur;
                 self.block += BLOCK as u64;
                 self.done = self.block;
                 if w.eof && self.block > end {
@@ -200,37 +204,51 @@ impl Scan {
         let bytes = w.bytes;
         let (mut prev, mut nc, mut hc) = (self.prev, self.num_carry, self.hex_carry);
         let mut rel = (self.block - base) as usize;
+        // Each block's classes are computed once, as the lookahead of the
+        // block before it; a block is only reached here once it has fully
+        // arrived, so the classes carried over are complete.
+        let mut cur = classify(bytes, rel);
         while rel + BLOCK + 3 <= bytes.len() {
-            let t = block_triggers(bytes, rel, &prev, nc, hc, self.kinds);
+            let next = classify(bytes, rel + BLOCK);
+            let t = block_triggers(bytes, rel, &prev, &cur, &next, nc, hc, self.kinds);
             let mut union = t.union;
-            while union != 0 {
-                let i = union.trailing_zeros();
-                union &= union - 1;
-                let mut kinds = 0u8;
-                for (k, mask) in t.kinds.iter().enumerate() {
-                    kinds |= (((mask >> i) & 1) as u8) << k;
-                }
-                let kinds = kinds & self.kinds;
-                // The commonest numbers are settled inline, without a call.
-                if kinds == NUM && numeric::ordinary(bytes, rel + i as usize) {
-                    continue;
-                }
-                let mut sink = |h: Hit| hits(base, h);
-                if let Err((pending, left)) = run_at(w, rel + i as usize, kinds, &mut sink) {
-                    // Hand over to the general path, which resumes here.
-                    self.block = base + rel as u64;
-                    self.done = self.block + u64::from(i);
-                    self.partial = Some(left);
-                    self.prev = prev;
-                    self.num_carry = nc;
-                    self.hex_carry = hc;
-                    let end = base + bytes.len() as u64;
-                    self.retry_at =
-                        (base + pending.need as u64 + 1).max(self.done + 2 * (end - self.done));
-                    return false;
+            if union != 0 {
+                let others = t.kinds[1] | t.kinds[2] | t.kinds[3] | t.kinds[4] | t.kinds[5];
+                while union != 0 {
+                    let i = union.trailing_zeros();
+                    union &= union - 1;
+                    let p = rel + i as usize;
+                    let kinds = if others >> i & 1 == 0 {
+                        // The commonest numbers are settled inline, without a call.
+                        if numeric::ordinary(bytes, p) {
+                            continue;
+                        }
+                        NUM
+                    } else {
+                        let mut kinds = 0u8;
+                        for (k, mask) in t.kinds.iter().enumerate() {
+                            kinds |= (((mask >> i) & 1) as u8) << k;
+                        }
+                        kinds & self.kinds
+                    };
+                    let mut sink = |h: Hit| hits(base, h);
+                    if let Err((pending, left)) = run_at(w, p, kinds, &mut sink) {
+                        // Hand over to the general path, which resumes here.
+                        self.block = base + rel as u64;
+                        self.done = self.block + u64::from(i);
+                        self.partial = Some(left);
+                        self.prev = prev;
+                        self.num_carry = nc;
+                        self.hex_carry = hc;
+                        let end = base + bytes.len() as u64;
+                        self.retry_at =
+                            (base + pending.need as u64 + 1).max(self.done + 2 * (end - self.done));
+                        return false;
+                    }
                 }
             }
-            prev = t.masks;
+            prev = cur;
+            cur = next;
             nc = t.num_carry;
             hc = t.hex_carry;
             rel += BLOCK;

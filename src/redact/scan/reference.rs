@@ -53,7 +53,10 @@ pub(crate) fn triggers(b: &[u8]) -> Vec<(usize, u8)> {
         if is(i, C) && is(i + 1, SL) && is(i + 2, SL) {
             kinds |= URL;
         }
-        if is(i, OP) && (is(i - 1, PAIR) || (is(i - 1, QS) && is(i - 2, PAIR))) {
+        if is(i, OP)
+            && (is(i - 1, PAIR) || (is(i - 1, QS) && is(i - 2, PAIR)))
+            && key_may_name_credential(b, i as usize)
+        {
             kinds |= ASSIGN;
         }
         if is(i, SPECIAL) {
@@ -75,10 +78,11 @@ mod tests {
     /// Trigger kinds of a complete stream, computed block by block.
     fn blockwise(b: &[u8]) -> Vec<(usize, u8)> {
         let mut out = Vec::new();
-        let (mut nc, mut hc, mut prev) = (false, false, Masks::default());
+        let (mut nc, mut hc, mut prev) = (false, false, Classes::default());
         let mut start = 0;
         while start <= b.len() {
-            let t = block_triggers(b, start, &prev, nc, hc, 63);
+            let cur = classify(b, start);
+            let t = block_triggers(b, start, &prev, &cur, &classify(b, start + 64), nc, hc, 63);
             for i in 0..64 {
                 let mut kinds = 0u8;
                 for (k, m) in t.kinds.iter().enumerate() {
@@ -90,7 +94,7 @@ mod tests {
             }
             nc = t.num_carry;
             hc = t.hex_carry;
-            prev = t.masks;
+            prev = cur;
             start += 64;
         }
         out
@@ -100,7 +104,8 @@ mod tests {
         let atoms = prop::sample::select(vec![
             "0", "1", "9", "12", "4111", " ", "-", ".", "(", ")", ":", "/", "=", "@", "a", "f",
             "G", "Z", "DE", "s", "d", "rd", "ey", "on", "Wd", "LS", "\"", "'", "_", "\n",
-            "\u{200B}", "４", "＠", "\u{AD}", "é", "\0", "\u{FF}",
+            "\u{200B}", "４", "＠", "\u{AD}", "é", "\0", "\u{FF}", "passwo", "secr", "tok",
+            "api_k", "_KEY", "aws", "pwd", "tion", "ials", "x", "\"key\"",
         ]);
         prop::collection::vec(atoms, 0..160).prop_map(|v| v.concat().into_bytes())
     }

@@ -79,14 +79,17 @@ impl Span {
     }
 }
 
-const SEPS: &[u8] = b" -.()";
+/// A number separator: ` - . ( )` (a bit test, not a search).
+#[inline(always)]
+fn is_sep(b: u8) -> bool {
+    matches!(b, b' ' | b'-' | b'.' | b'(' | b')')
+}
 
 /// A numeric trigger at the end of an ASCII digit run (`end` is the first byte
 /// after it). Scans back to the run's first digit and reads the span.
 pub(crate) fn at_run_end(w: &Window, end: usize) -> Res<Option<Hit>> {
-    if ordinary(w.bytes, end) {
-        return Ok(None);
-    }
+    // The checks below include [`ordinary`], which the scanner's hot loop has
+    // already tried for most triggers.
     let mut s = end;
     while s > 0 && w.bytes[s - 1].is_ascii_digit() {
         s -= 1;
@@ -192,7 +195,7 @@ fn read(w: &Window, s: usize, span: &mut Span) -> Res<bool> {
         }
         if span.plus.is_none()
             && span.paren.is_none()
-            && matches!(c, Ch::Ascii(b) if SEPS.contains(&b) || b == b':')
+            && matches!(c, Ch::Ascii(b) if is_sep(b) || b == b':')
             && matches!(prev_visible(w, p, 16), Some((d, _)) if d.is_digit())
         {
             return Ok(false);
@@ -255,7 +258,7 @@ fn read(w: &Window, s: usize, span: &mut Span) -> Res<bool> {
                 },
             };
             match c {
-                Ch::Ascii(c) if k < 2 && SEPS.contains(&c) => {
+                Ch::Ascii(c) if k < 2 && is_sep(c) => {
                     sep.0[k] = c;
                     k += 1;
                     j = ce;

@@ -3,19 +3,19 @@
 //! Each may only answer "no detection here" when the full reading would agree;
 //! a property test holds them to that.
 
-use super::{MAX_GROUPS, SEPS};
+use super::{MAX_GROUPS, is_sep};
 
-/// Exactly two ASCII digit groups with fewer than 13 digits and nothing before
-/// them that starts a phone number (`58.4 MB`, `$8653.38 `, `INV-2024-146546 `,
-/// `took 12.345s`): no detector accepts that (IPv4 needs four groups, the
-/// others at least three or 13 digits).
+/// Exactly two ASCII digit groups with fewer than 13 digits and no `+` before
+/// them (`58.4 MB`, `$8653.38 `, `INV-2024-146546 `, `took 12.345s`,
+/// `(45.6 MB)`): no detector accepts that (IPv4 needs four groups, E.164 a
+/// `+`, the others at least three groups or 13 digits).
 #[inline]
 pub(super) fn is_short_pair(b: &[u8], s: usize, end: usize) -> bool {
-    if s > 0 && matches!(b[s - 1], b'+' | b'(' | 0x80..) {
+    if s > 0 && matches!(b[s - 1], b'+' | 0x80..) {
         return false;
     }
     let Some(&sep) = b.get(end) else { return false };
-    if !SEPS.contains(&sep) {
+    if !is_sep(sep) {
         return false;
     }
     let mut e = end + 1;
@@ -30,14 +30,14 @@ pub(super) fn is_short_pair(b: &[u8], s: usize, end: usize) -> bool {
     // non-ASCII byte that could hide one.
     match (b.get(e), b.get(e + 1), b.get(e + 2)) {
         (Some(&t), _, _) if t >= 0x80 => false,
-        (Some(t), Some(&u), _) if SEPS.contains(t) && (u.is_ascii_digit() || u >= 0x80) => false,
+        (Some(t), Some(&u), _) if is_sep(*t) && (u.is_ascii_digit() || u >= 0x80) => false,
         (Some(t), Some(u), Some(&v))
-            if SEPS.contains(t) && SEPS.contains(u) && (v.is_ascii_digit() || v >= 0x80) =>
+            if is_sep(*t) && is_sep(*u) && (v.is_ascii_digit() || v >= 0x80) =>
         {
             false
         }
-        (Some(t), Some(u), None) if SEPS.contains(t) && SEPS.contains(u) => false,
-        (Some(t), None, _) if SEPS.contains(t) => false,
+        (Some(t), Some(u), None) if is_sep(*t) && is_sep(*u) => false,
+        (Some(t), None, _) if is_sep(*t) => false,
         (None, _, _) => false,
         _ => true,
     }
@@ -61,9 +61,9 @@ pub(super) fn is_iso_date(b: &[u8], s: usize, end: usize) -> bool {
         && d(t[4])
         && d(t[5])
         && !d(t[6])
-        && !SEPS.contains(&t[6])
+        && !is_sep(t[6])
         && t[6] < 0x80
-        && !(s > 0 && matches!(b[s - 1], b'+' | b'(' | 0x80..))
+        && !(s > 0 && matches!(b[s - 1], b'+' | 0x80..))
 }
 
 /// A quick look at a plain-ASCII span that rules out most ordinary numbers
@@ -90,13 +90,13 @@ pub(super) fn plausible(b: &[u8], s: usize) -> bool {
         }
         lens[ng] = p - from;
         ng += 1;
-        if !SEPS.contains(&c0) {
+        if !is_sep(c0) {
             break;
         }
         let Some(&c1) = b.get(p + 1) else { return true };
         let (next, brk) = if c1.is_ascii_digit() {
             (p + 1, matches!(c0, b' ' | b'('))
-        } else if SEPS.contains(&c1) {
+        } else if is_sep(c1) {
             match b.get(p + 2) {
                 None => return true,
                 Some(&c2) if c2 >= 0x80 => return true,

@@ -85,7 +85,7 @@ proptest::proptest! {
     #[test]
     fn the_quick_check_is_sound(atoms in proptest::collection::vec(proptest::sample::select(vec![
         "0", "1", "2", "4", "5", "9", "12", "123", "4111", "555", " ", "-", ".", "(", ")", "+", "x", ",", ":",
-        "2024", "05", "T", "-05-", "\"",
+        "2024", "05", "T", "-05-", "\"", "(2", "(555) ", "+1 (",
     ]), 0..40)) {
         let s = atoms.concat();
         let b = s.as_bytes();
