@@ -185,7 +185,7 @@ pub fn main(args: &[String]) -> Result<()> {
     let payload_time = t.elapsed();
 
     let cmdline = kernel_cmdline(&paths.sources, opts.shell)?;
-    let outcome = boot::run(&boot::Boot {
+    let boot = boot::Boot {
         qemu: &emulator,
         guest: &image,
         payload: &disk,
@@ -195,7 +195,14 @@ pub fn main(args: &[String]) -> Result<()> {
         memory_mib: MEMORY_MIB,
         timeout: opts.timeout,
         shell: opts.shell,
-    })?;
+    };
+    let mut outcome = boot::run(&boot)?;
+    if outcome.died_booting() {
+        // Software emulation occasionally faults while the guest kernel boots;
+        // the root disk is copy-on-write, so a second boot starts clean.
+        eprintln!("xtask: the guest died before the test started; booting it once more");
+        outcome = boot::run(&boot)?;
+    }
 
     eprintln!();
     eprintln!("vm-test timings:");

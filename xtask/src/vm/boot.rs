@@ -96,6 +96,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The guest died before the test printed anything: a boot failure (e.g.
+    /// an emulation fault under TCG), not a verdict on EnforceCore.
+    pub fn died_booting(&self) -> bool {
+        self.result.is_err() && self.boot.is_none() && !self.shell
+    }
+
     /// Print the phase timings known.
     pub fn print_timings(&self) {
         let show = |name: &str, d: Option<Duration>| {
