@@ -89,17 +89,25 @@ pub fn execute(args: CallArgs) -> anyhow::Result<u8> {
             }
             Ok(code)
         }
+        other => Ok(client_error(other)),
+    }
+}
+
+/// The exit code and message for an answer that is not the one asked for: the
+/// daemon's refusal or error (its code), anything else, or no answer (125).
+pub(super) fn client_error<E: std::fmt::Display>(answer: Result<Response, E>) -> u8 {
+    match answer {
         Ok(Response::Error { code, message, .. }) => {
             eprintln!("enforcecore: {message}");
-            Ok(code)
+            code
         }
         Ok(other) => {
             eprintln!("enforcecore: unexpected answer from the daemon: {other:?}");
-            Ok(exit::SUPERVISOR_FAILED)
+            exit::SUPERVISOR_FAILED
         }
         Err(e) => {
             eprintln!("enforcecore: {e}");
-            Ok(exit::SUPERVISOR_FAILED)
+            exit::SUPERVISOR_FAILED
         }
     }
 }

@@ -12,7 +12,6 @@ use clap::Args;
 use crate::daemon::client::Client;
 use crate::daemon::config::DEFAULT_SOCKET;
 use crate::daemon::protocol::{Request, Response, VERSION};
-use crate::exit;
 
 /// Arguments of `enforcecore reload`.
 #[derive(Debug, Args)]
@@ -46,17 +45,6 @@ pub fn execute(args: ReloadArgs) -> anyhow::Result<u8> {
             println!("policy {policy} sha256:{sha256} {what}");
             Ok(0)
         }
-        Ok(Response::Error { code, message, .. }) => {
-            eprintln!("enforcecore: {message}");
-            Ok(code)
-        }
-        Ok(other) => {
-            eprintln!("enforcecore: unexpected answer from the daemon: {other:?}");
-            Ok(exit::SUPERVISOR_FAILED)
-        }
-        Err(e) => {
-            eprintln!("enforcecore: {e}");
-            Ok(exit::SUPERVISOR_FAILED)
-        }
+        other => Ok(super::call::client_error(other)),
     }
 }
