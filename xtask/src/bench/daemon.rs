@@ -68,15 +68,9 @@ fn parse(args: &[String]) -> Result<Opts> {
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut num = |name: &str| -> Result<usize> {
-            it.next()
-                .with_context(|| format!("{name} needs a value"))?
-                .parse()
-                .with_context(|| format!("{name} needs a number"))
-        };
         match a.as_str() {
-            "--rounds" => o.rounds = num("--rounds")?,
-            "--per-client" => o.per_client = num("--per-client")?,
+            "--rounds" => o.rounds = super::number(&mut it, "--rounds")?,
+            "--per-client" => o.per_client = super::number(&mut it, "--per-client")?,
             other => bail!("unknown option {other}; see xtask/src/bench/daemon.rs"),
         }
     }

@@ -1,7 +1,7 @@
 //! `cargo xtask bench <name>`: each benchmark runs its subject and its anchors
 //! interleaved in one run and prints medians and ratios.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 mod audit;
 mod cgroup;
@@ -21,4 +21,18 @@ pub fn main(args: &[String]) -> Result<()> {
         Some("cgroup") => cgroup::main(&args[1..]),
         _ => bail!("usage: cargo xtask bench <spawn|redact|audit|daemon|policy|cgroup>"),
     }
+}
+
+/// The number following option `name` on a benchmark's command line.
+fn number<'a, T: std::str::FromStr>(
+    it: &mut impl Iterator<Item = &'a String>,
+    name: &str,
+) -> Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    it.next()
+        .with_context(|| format!("{name} needs a value"))?
+        .parse()
+        .with_context(|| format!("{name} needs a number"))
 }

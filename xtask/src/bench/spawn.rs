@@ -88,16 +88,10 @@ fn parse(args: &[String]) -> Result<Opts> {
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut num = |name: &str| -> Result<u64> {
-            it.next()
-                .with_context(|| format!("{name} needs a value"))?
-                .parse()
-                .with_context(|| format!("{name} needs a number"))
-        };
         match a.as_str() {
-            "--rounds" => o.rounds = num("--rounds")? as usize,
-            "--warmup" => o.warmup = num("--warmup")? as usize,
-            "--gap-ms" => o.gap = Duration::from_millis(num("--gap-ms")?),
+            "--rounds" => o.rounds = super::number(&mut it, "--rounds")?,
+            "--warmup" => o.warmup = super::number(&mut it, "--warmup")?,
+            "--gap-ms" => o.gap = Duration::from_millis(super::number(&mut it, "--gap-ms")?),
             "--no-cold" => o.cold = false,
             other => bail!("unknown option {other}; see xtask/src/bench/spawn.rs"),
         }
