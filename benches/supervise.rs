@@ -14,9 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use enforcecore::sandbox::cgroup::{CgroupPool, Hierarchy};
-use enforcecore::supervise::{
-    self, Cgroups, Filters, Input, NoObserver, Output, RunRequest, Streams,
-};
+use enforcecore::supervise::{self, Cgroups, NoObserver, RunRequest};
 
 fn quantile(v: &[Duration], q: f64) -> Duration {
     let mut s = v.to_vec();
@@ -60,22 +58,12 @@ fn main() {
         let outcome = rt
             .block_on(supervise::execute(
                 RunRequest {
-                    run_id: supervise::new_run_id().expect("run id"),
-                    tool: None,
-                    argv: vec![OsString::from("/bin/true")],
-                    sandbox: &policy.sandbox,
-                    caller: Default::default(),
-                    caller_env: vec![],
-                    stdio: Streams {
-                        stdin: Input::Null,
-                        stdout: Output::Null,
-                        stderr: Output::Null,
-                    },
-                    filters: Filters::passthrough(),
-                    runs_root: None,
                     cgroups: Cgroups::Pool(pool.clone()),
-                    shutdown: None,
-                    kernel_audit: policy.denials.kernel_audit.value,
+                    ..RunRequest::detached(
+                        supervise::new_run_id().expect("run id"),
+                        &policy,
+                        vec![OsString::from("/bin/true")],
+                    )
                 },
                 &NoObserver,
             ))

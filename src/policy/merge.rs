@@ -99,13 +99,7 @@ impl Layer<'_> {
             Mode::Tool(name) => format!("tools.{name}.sandbox.{field}"),
             _ => format!("sandbox.{field}"),
         };
-        PolicyError::Loosen {
-            at: self.at(pos),
-            field,
-            message: message.into(),
-            base: Box::new(Location::of(base)),
-            hint: hint.into(),
-        }
+        self.loosen_top(pos, &field, message, base, hint)
     }
 
     /// A [`PolicyError::Loosen`] for a policy-wide field (not under `sandbox`).

@@ -56,7 +56,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::policy::{KernelAudit, Sandbox};
+use crate::policy::{KernelAudit, Policy, Sandbox};
 use crate::report::{Caller, Denial, EnforcementReport, ExitReport, RedactionReceipt};
 use crate::sandbox::SandboxError;
 use crate::sandbox::cgroup::CgroupError;
@@ -168,6 +168,33 @@ pub struct RunRequest<'a> {
     pub shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
     /// Kernel denial capture: the policy's `denials.kernel_audit`.
     pub kernel_audit: KernelAudit,
+}
+
+impl<'a> RunRequest<'a> {
+    /// A request under `policy`'s default sandbox with nothing attached: no
+    /// caller streams (the tool reads EOF, its output is discarded but counted),
+    /// no redaction, the caller's environment empty, the cgroup created inline,
+    /// no shutdown signal. Override fields with struct-update syntax.
+    pub fn detached(run_id: String, policy: &'a Policy, argv: Vec<OsString>) -> RunRequest<'a> {
+        RunRequest {
+            run_id,
+            tool: None,
+            argv,
+            sandbox: &policy.sandbox,
+            caller: Caller::default(),
+            caller_env: Vec::new(),
+            stdio: Streams {
+                stdin: Input::Null,
+                stdout: Output::Null,
+                stderr: Output::Null,
+            },
+            filters: Filters::passthrough(),
+            runs_root: None,
+            cgroups: Cgroups::Create,
+            shutdown: None,
+            kernel_audit: policy.denials.kernel_audit.value,
+        }
+    }
 }
 
 /// What a finished run produced.

@@ -10,10 +10,7 @@ use std::time::Duration;
 
 use enforcecore::policy::Policy;
 use enforcecore::report::{Denial, EnforcementReport, ExitReport};
-use enforcecore::supervise::{
-    self, Cgroups, Filters, Input, Observer, ObserverError, Output, RunRequest, Streams,
-    SuperviseError,
-};
+use enforcecore::supervise::{self, Observer, ObserverError, RunRequest, SuperviseError};
 
 use super::{Knobs, ready};
 use crate::util::Dir;
@@ -68,24 +65,8 @@ fn policy() -> (super::TestPolicy, Policy) {
 }
 
 fn request<'a>(policy: &'a Policy, argv: &[&str]) -> RunRequest<'a> {
-    RunRequest {
-        run_id: supervise::new_run_id().unwrap(),
-        tool: None,
-        argv: argv.iter().map(OsString::from).collect(),
-        sandbox: &policy.sandbox,
-        caller: Default::default(),
-        caller_env: vec![],
-        stdio: Streams {
-            stdin: Input::Null,
-            stdout: Output::Null,
-            stderr: Output::Null,
-        },
-        filters: Filters::passthrough(),
-        runs_root: None,
-        cgroups: Cgroups::Create,
-        shutdown: None,
-        kernel_audit: policy.denials.kernel_audit.value,
-    }
+    let argv = argv.iter().map(OsString::from).collect();
+    RunRequest::detached(supervise::new_run_id().unwrap(), policy, argv)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
