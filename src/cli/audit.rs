@@ -147,6 +147,10 @@ pub struct AppendArgs {
     /// Threads appending concurrently, each all of stdin's bodies.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Append from this many async tasks on a multi-thread runtime instead
+    /// of threads, each awaiting its tickets (how the daemon's runs append).
+    #[arg(long, conflicts_with = "threads")]
+    pub tasks: Option<usize>,
     /// Append each body this many times per thread (0: until killed).
     #[arg(long, default_value_t = 1)]
     pub repeat: u64,
@@ -481,24 +485,41 @@ fn append(a: AppendArgs) -> anyhow::Result<u8> {
     let trail = Arc::new(Trail::open(opts)?);
     let bodies = Arc::new(bodies);
     let (repeat, pipeline) = (a.repeat, a.pipeline.max(1));
-    let workers: Vec<_> = (0..a.threads.max(1))
+    let (total, failed) = match a.tasks {
+        Some(tasks) => append_tasks(&trail, &bodies, tasks.max(1), repeat, pipeline)?,
+        None => append_threads(&trail, &bodies, a.threads.max(1), repeat, pipeline)?,
+    };
+    trail.close()?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    println!("appended {total} records to {}", a.file.display());
+    Ok(0)
+}
+
+type AppendOutcome = (u64, Option<crate::audit::AuditError>);
+
+/// Up to `pipeline` records in flight; the oldest is waited for before the
+/// next is submitted.
+fn append_threads(
+    trail: &Arc<Trail>,
+    bodies: &Arc<Vec<RecordBody>>,
+    threads: usize,
+    repeat: u64,
+    pipeline: usize,
+) -> anyhow::Result<AppendOutcome> {
+    let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (trail, bodies) = (trail.clone(), bodies.clone());
             std::thread::spawn(move || -> Result<u64, crate::audit::AuditError> {
-                // Up to `pipeline` records in flight; the oldest is waited for
-                // before the next is submitted.
                 let mut in_flight = std::collections::VecDeque::new();
                 let mut n = 0;
-                let mut round = 0;
-                while repeat == 0 || round < repeat {
-                    for b in bodies.iter() {
-                        if in_flight.len() >= pipeline {
-                            in_flight.pop_front().map(Ticket::wait).transpose()?;
-                        }
-                        in_flight.push_back(trail.submit(b.clone()));
-                        n += 1;
+                for b in bodies.iter().cycle().take(planned(&bodies, repeat)) {
+                    if in_flight.len() >= pipeline {
+                        in_flight.pop_front().map(Ticket::wait).transpose()?;
                     }
-                    round += 1;
+                    in_flight.push_back(trail.submit(b.clone()));
+                    n += 1;
                 }
                 for t in in_flight {
                     t.wait()?;
@@ -507,19 +528,70 @@ fn append(a: AppendArgs) -> anyhow::Result<u8> {
             })
         })
         .collect();
-    let mut total = 0;
-    let mut failed = None;
+    let mut out = (0, None);
     for w in workers {
         match w.join() {
-            Ok(Ok(n)) => total += n,
-            Ok(Err(e)) => failed = Some(e),
+            Ok(Ok(n)) => out.0 += n,
+            Ok(Err(e)) => out.1 = Some(e),
             Err(_) => bail!("an append thread panicked"),
         }
     }
-    trail.close()?;
-    if let Some(e) = failed {
-        return Err(e.into());
+    Ok(out)
+}
+
+/// [`append_threads`] with async tasks awaiting their tickets.
+fn append_tasks(
+    trail: &Arc<Trail>,
+    bodies: &Arc<Vec<RecordBody>>,
+    tasks: usize,
+    repeat: u64,
+    pipeline: usize,
+) -> anyhow::Result<AppendOutcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let workers: Vec<_> = (0..tasks)
+            .map(|_| {
+                let (trail, bodies) = (trail.clone(), bodies.clone());
+                tokio::spawn(async move {
+                    let mut in_flight = std::collections::VecDeque::new();
+                    let mut n = 0;
+                    for b in bodies.iter().cycle().take(planned(&bodies, repeat)) {
+                        if in_flight.len() >= pipeline
+                            && let Some(t) = in_flight.pop_front()
+                        {
+                            t.await?;
+                        }
+                        in_flight.push_back(trail.submit(b.clone()));
+                        n += 1;
+                    }
+                    for t in in_flight {
+                        t.await?;
+                    }
+                    Ok::<u64, crate::audit::AuditError>(n)
+                })
+            })
+            .collect();
+        let mut out = (0, None);
+        for w in workers {
+            match w.await {
+                Ok(Ok(n)) => out.0 += n,
+                Ok(Err(e)) => out.1 = Some(e),
+                Err(_) => bail!("an append task panicked"),
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// How many records one writer appends: every body `repeat` times (0: until
+/// killed).
+fn planned(bodies: &[RecordBody], repeat: u64) -> usize {
+    match repeat {
+        0 => usize::MAX,
+        r => bodies
+            .len()
+            .saturating_mul(usize::try_from(r).unwrap_or(usize::MAX)),
     }
-    println!("appended {total} records to {}", a.file.display());
-    Ok(0)
 }
