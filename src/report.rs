@@ -130,6 +130,9 @@ pub enum ExitCause {
     Shutdown,
     /// `execve` failed after the sandbox was applied (run-started was recorded).
     ExecFailed,
+    /// The sandbox could not be applied in the child after run-started was
+    /// recorded; the tool never ran.
+    SetupFailed,
 }
 
 /// How a run ended, recorded in `run-exited` and printed by `run --verbose`.
@@ -151,6 +154,23 @@ pub struct ExitReport {
     pub output_bytes: u64,
     /// Denials attributed to the run.
     pub denials: u64,
+}
+
+impl ExitReport {
+    /// The end of a run whose tool never ran (`cause` says why), `ms` after it
+    /// started.
+    pub fn never_ran(cause: ExitCause, ms: u64) -> ExitReport {
+        ExitReport {
+            code: None,
+            signal: None,
+            cause,
+            duration_ms: ms,
+            cpu_ms: None,
+            peak_memory_bytes: None,
+            output_bytes: 0,
+            denials: 0,
+        }
+    }
 }
 
 /// The layer that refused something.

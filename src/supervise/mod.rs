@@ -9,11 +9,13 @@
 //!    run directory);
 //! 2. the stdio pipes are created and the child is spawned; it applies the
 //!    sandbox and reports ready ([`spawn`]);
-//! 3. the run registers with the process-wide denial feed ([`denials::Feed`];
-//!    its hold on kernel audit per `kernel_audit` was taken on a blocking
-//!    thread during step 1), then [`Observer::started`]
-//!    is awaited — the audit trail makes run-started durable before the point of
-//!    no return; an error aborts the run (exit 125);
+//! 3. meanwhile the run registers with the process-wide denial feed
+//!    ([`denials::Feed`]; its hold on kernel audit per `kernel_audit` was taken
+//!    on a blocking thread during step 1) and [`Observer::started`] is awaited —
+//!    the audit trail makes run-started durable before the point of no return;
+//!    an error aborts the run (exit 125). A child that fails to apply the
+//!    sandbox after run-started was recorded ends the run with `setup-failed`
+//!    (exit 125; the tool never ran);
 //! 4. the child execs; the pumps and the seccomp listener start ([`stdio`],
 //!    [`denials::notify`]);
 //! 5. the supervisor waits for the main process, the wall-clock deadline (exit

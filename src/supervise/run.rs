@@ -105,19 +105,8 @@ pub async fn execute(
     let child = run.child.insert(child);
     let pipes = pipes.into_parent();
 
-    // 3. Sandbox applied; the observer records the start before exec.
-    match timeout(SETUP_TIMEOUT, child.ready()).await {
-        Err(_) => {
-            child.abort().await;
-            return Err(run.fail(SuperviseError::SetupTimeout(SETUP_TIMEOUT)).await);
-        }
-        Ok(Err(f)) => {
-            let e = setup_error(f, &run.plan);
-            return Err(run.fail(e).await);
-        }
-        Ok(Ok(())) => {}
-    }
-    tracing::debug!(us = clock.us(), "run: sandbox applied in the child");
+    // 3. While the child applies the sandbox, the start is recorded (the plan
+    //    says what it enforces); exec waits for both.
     let hints = Arc::new(Hints::new(sandbox));
     let hold = match hold_task.await {
         Ok(h) => h,
@@ -134,26 +123,41 @@ pub async fn execute(
         hold,
     );
     run.plan.report.kernel_audit = feed.capture().report();
-    let listener = child.take_listener();
     tracing::debug!(us = clock.us(), "run: registered with the denial feed");
-    if let Err(e) = observer.started(&run.plan.report).await {
-        child.abort().await;
-        return Err(run.fail(SuperviseError::Observer(e)).await);
+    let (recorded, ready) = tokio::join!(
+        observer.started(&run.plan.report),
+        timeout(SETUP_TIMEOUT, child.ready())
+    );
+    let setup = match ready {
+        Err(_) => {
+            child.abort().await;
+            Err(SuperviseError::SetupTimeout(SETUP_TIMEOUT))
+        }
+        Ok(Err(f)) => Err(setup_error(f, &run.plan)),
+        Ok(Ok(())) => Ok(()),
+    };
+    tracing::debug!(us = clock.us(), "run: sandbox applied, start recorded");
+    match (recorded, setup) {
+        (Ok(()), Ok(())) => {}
+        (Err(e), _) => {
+            child.abort().await;
+            return Err(run.fail(SuperviseError::Observer(e)).await);
+        }
+        (Ok(()), Err(e)) => {
+            // run-started is in the trail: its run ends there, without the tool.
+            let exit = ExitReport::never_ran(ExitCause::SetupFailed, clock.ms());
+            if let Err(oe) = observer.exited(&exit).await {
+                tracing::warn!("recording the failed setup failed: {oe}");
+            }
+            return Err(run.fail(e).await);
+        }
     }
+    let listener = child.take_listener();
 
     // 4. exec, then the pumps.
     if let Err(f) = child.go().await {
         let e = setup_error(f, &run.plan);
-        let exit = ExitReport {
-            code: None,
-            signal: None,
-            cause: ExitCause::ExecFailed,
-            duration_ms: clock.ms(),
-            cpu_ms: None,
-            peak_memory_bytes: None,
-            output_bytes: 0,
-            denials: 0,
-        };
+        let exit = ExitReport::never_ran(ExitCause::ExecFailed, clock.ms());
         if let Err(oe) = observer.exited(&exit).await {
             tracing::warn!("recording the failed exec failed: {oe}");
         }

@@ -3,8 +3,9 @@
 //! 1. The parent lays out the [`ChildProgram`] (pointers into the [`Plan`]) and
 //!    calls `clone3`; the child applies the sandbox ([`crate::sys::child`]).
 //! 2. The child reports `Ready` (or the step that failed) on the status pipe.
-//! 3. The supervisor runs the `started` hook (the audit trail makes run-started
-//!    durable), then writes the go byte — or closes the go pipe to abort.
+//! 3. Meanwhile the supervisor runs the `started` hook (the audit trail makes
+//!    run-started durable); once both are done it writes the go byte — or
+//!    closes the go pipe to abort.
 //! 4. The child `execve`s: the CLOEXEC status pipe closes (EOF = success), or it
 //!    reports `(Exec, errno)`.
 //!

@@ -182,3 +182,50 @@ fn no_trail_no_run() {
     util::assert_code(&out, 0);
     assert!(marker.exists());
 }
+
+#[test]
+fn a_sandbox_that_fails_in_the_child_ends_the_recorded_run_unrun() {
+    if !ready() {
+        return;
+    }
+    let dir = Dir::new("audit-setup");
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let marker = dir.join("ran");
+    let trail = dir.join("audit.jsonl");
+    let script = format!("touch {}", marker.display());
+    // Above the kernel's nr_open: the child's prlimit fails with EPERM, after
+    // run-started went to the trail while the child applied its sandbox.
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let run = |open_files: u64| {
+        let p = Knobs {
+            write: vec![dir.path().display().to_string()],
+            limits: vec![("open_files", open_files.to_string())],
+            ..Knobs::default()
+        }
+        .write();
+        util::output(&mut p.cmd(&["--audit-log", trail.to_str().unwrap()], &sh(&script)))
+    };
+    let out = run(nr_open + 1);
+    util::assert_code(&out, 125);
+    assert!(
+        util::stderr(&out).contains("resource limits"),
+        "{}",
+        util::stderr(&out)
+    );
+    assert!(!marker.exists(), "the tool ran although its sandbox failed");
+    let recs = records(&trail);
+    assert_eq!(
+        kinds(&recs),
+        ["policy-loaded", "run-started", "run-exited"],
+        "{recs:?}"
+    );
+    assert_eq!(recs[2]["exit"]["cause"], "setup-failed");
+    assert_eq!(recs[2]["exit"]["code"], serde_json::Value::Null);
+    // Within the kernel's limit the same run does run (so the test can fail).
+    util::assert_code(&run(1024), 0);
+    assert!(marker.exists());
+}
