@@ -186,6 +186,15 @@ pub(crate) fn apply_limits(members: &[Member], limits: &CgroupLimits) -> Result<
 /// then race the kill a few rounds, but each round kills what it sees).
 pub(crate) fn kill_all(members: &[Member]) -> Result<(), CgroupError> {
     let freezer = members.iter().find(|m| m.has("freezer"));
+    // Every process of the run is in the run's cgroup of every hierarchy (it
+    // joined them all before exec and may not move itself), so one hierarchy
+    // tells whether anything is left: the common case, a tool whose tree has
+    // already exited, reads one `cgroup.procs` tree instead of all of them.
+    if let Some(one) = freezer.or(members.first())
+        && control::procs_recursive(&one.dir)?.is_empty()
+    {
+        return Ok(());
+    }
     let deadline = Instant::now() + KILL_PATIENCE;
     let mut pause = Duration::from_micros(100);
     loop {
