@@ -639,3 +639,86 @@ fn probe_mount_namespace() -> Result<(), String> {
         Err("unshare -m failed".into())
     }
 }
+
+/// Root on a filesystem with the append-only attribute (`chattr`).
+fn probe_append_only(dir: &Dir) -> Result<(), String> {
+    util::probe_root()?;
+    let f = dir.write("probe", "");
+    let chattr = |flag: &str| {
+        Command::new("chattr")
+            .arg(flag)
+            .arg(&f)
+            .output()
+            .map_err(|e| format!("running chattr: {e}"))
+            .and_then(|o| match o.status.success() {
+                true => Ok(()),
+                false => Err(format!(
+                    "chattr {flag}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                )),
+            })
+    };
+    chattr("+a")?;
+    chattr("-a")?;
+    std::fs::remove_file(&f).map_err(|e| e.to_string())
+}
+
+/// The `a` attribute as `lsattr` shows it.
+fn is_append_only(p: &Path) -> bool {
+    let out = output(Command::new("lsattr").arg("-d").arg(p));
+    assert_code(&out, 0);
+    let attrs = stdout(&out);
+    attrs.split_whitespace().next().unwrap_or("").contains('a')
+}
+
+#[test]
+fn an_append_only_trail_can_only_grow_yet_recovers_and_rotates() {
+    let dir = Dir::new("audit-append-only");
+    if !util::require("append-only", || probe_append_only(&dir)) {
+        return;
+    }
+    let trail = dir.join("audit.jsonl");
+    let bodies = run_records("r1", "curl");
+    append(&trail, &bodies, &["--append-only"]);
+    assert!(is_append_only(&trail), "the trail did not get chattr +a");
+    // Nobody can rewrite, truncate, rename or remove it; appending works.
+    let e = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&trail)
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+    let appender = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&trail)
+        .unwrap();
+    assert_eq!(
+        appender.set_len(10).unwrap_err().raw_os_error(),
+        Some(libc::EPERM)
+    );
+    let moved = dir.join("moved.jsonl");
+    assert!(std::fs::rename(&trail, &moved).is_err());
+    assert!(std::fs::remove_file(&trail).is_err());
+    // A crash leaves a torn line (appending is all it takes); the next writer
+    // recovers it — cutting the tail needs the attribute lifted and put back.
+    (&appender).write_all(b"{\"seq\":9,\"ts\":\"20").unwrap();
+    drop(appender);
+    append(&trail, &bodies, &["--append-only"]);
+    let (code, v) = verify_json(&[&trail], None);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["recovered"].as_array().unwrap().len(), 1, "{v}");
+    assert!(is_append_only(&trail));
+    // Rotation links and replaces the active file: both files end append-only.
+    append(&trail, &bodies, &["--append-only", "--rotate-bytes", "1"]);
+    let files = trail_files(&trail);
+    assert!(files.len() >= 2, "no rotation: {files:?}");
+    for f in &files {
+        assert!(is_append_only(f), "{} is not append-only", f.display());
+    }
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let (code, v) = verify_json(&refs, None);
+    assert_eq!(code, 0, "{v}");
+    // Without the option a writer still works on an append-only trail.
+    append(&trail, &bodies, &[]);
+    assert_eq!(verify_json(&[&trail], None).0, 0);
+    assert!(is_append_only(&trail));
+}

@@ -60,6 +60,18 @@ impl Dir {
     }
 }
 
+impl Drop for Dir {
+    /// Audit trails a test's daemon kept append-only (`chattr +a`) cannot be
+    /// removed until the attribute is lifted.
+    fn drop(&mut self) {
+        let p = self.tmp.path();
+        if std::fs::remove_dir_all(p).is_err() && p.exists() {
+            let _ = Command::new("chattr").arg("-R").arg("-a").arg(p).status();
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
 /// A command for the binary under test, with a clean, predictable environment.
 pub fn enforcecore<I, S>(args: I) -> Command
 where

@@ -10,11 +10,20 @@
 //! mid-write, or someone cut the file — so that the next record always chains
 //! onto the last record in the file.
 //!
+//! With [`TrailOptions::append_only`](super::TrailOptions::append_only) the
+//! active file and its archives carry the append-only attribute (`chattr +a`)
+//! where the filesystem and the writer's capabilities allow: nobody else can
+//! then open them except to append, nor truncate, rename or remove them. The
+//! writer keeps its own descriptor (opened before the attribute was set) and
+//! lifts the attribute only for its own truncations and rotations — on any
+//! file that has it, whoever set it.
+//!
 //! This module never encodes records (the writer does) and never deletes
 //! bytes it has not first copied aside and fsynced.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -28,6 +37,7 @@ use super::files::{
 };
 use super::record::RecordBody;
 use super::vouch::{self, Vouch};
+use crate::sys::inode_flags;
 
 /// The trail's active file.
 pub struct Segment {
@@ -41,12 +51,18 @@ pub struct Segment {
     first: Option<First>,
     /// File length when last looked at (includes a torn tail).
     len_seen: u64,
+    /// Keep the files append-only (where possible).
+    append_only: bool,
 }
 
 impl Segment {
     /// Open (creating it, its directories 0700 and the file 0600) the file
-    /// at `path`. Does not lock.
-    pub fn open(path: &Path, lock_timeout: Duration) -> Result<Segment, AuditError> {
+    /// at `path`, append-only where possible when `append_only`. Does not lock.
+    pub fn open(
+        path: &Path,
+        lock_timeout: Duration,
+        append_only: bool,
+    ) -> Result<Segment, AuditError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -63,7 +79,7 @@ impl Segment {
         if len == 0 {
             sync_dir(path)?;
         }
-        Ok(Segment {
+        let seg = Segment {
             path: path.to_path_buf(),
             file,
             id,
@@ -71,7 +87,25 @@ impl Segment {
             known: None,
             first: None,
             len_seen: 0,
-        })
+            append_only,
+        };
+        seg.seal(&seg.file);
+        Ok(seg)
+    }
+
+    /// Make `file` append-only, if this writer keeps its files so. Where the
+    /// filesystem or the writer's capabilities do not allow it, the trail
+    /// stays as it is (the hash chain and checkpoints still catch edits).
+    fn seal(&self, file: &File) {
+        if !self.append_only {
+            return;
+        }
+        if let Err(e) = inode_flags::set_append_only(file.as_fd(), true) {
+            tracing::debug!(
+                trail = %self.path.display(),
+                "the audit trail cannot be made append-only here: {e}"
+            );
+        }
     }
 
     /// The trail's path.
@@ -192,13 +226,14 @@ impl Segment {
         if let Err(e) = self.file.write_all_at(bytes, head.end) {
             let err = AuditError::io("append to", &self.path, e);
             self.known = None;
-            return match self.file.set_len(head.end) {
+            let cut = Lifted::new(&self.file).and_then(|_l| self.file.set_len(head.end));
+            return match cut {
                 Ok(()) => Err((err, false)),
                 Err(_) => Err((err, true)),
             };
         }
         if self.len_seen > new.end
-            && let Err(e) = self.file.set_len(new.end)
+            && let Err(e) = Lifted::new(&self.file).and_then(|_l| self.file.set_len(new.end))
         {
             self.known = None;
             return Err((AuditError::io("cut the torn tail of", &self.path, e), true));
@@ -249,6 +284,10 @@ impl Segment {
     ) -> Result<(), AuditError> {
         let dir = parent(&self.path);
         let archive_path = dir.join(archive);
+        // Linking the file and replacing its name need it not append-only; the
+        // archive gets the attribute back when the guard drops.
+        let lifted = Lifted::new(&self.file)
+            .map_err(|e| AuditError::io("lift the append-only attribute of", &self.path, e))?;
         match fs::hard_link(&self.path, &archive_path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -289,6 +328,14 @@ impl Segment {
         fs::rename(&next, &self.path)
             .map_err(|e| AuditError::io("install the new", &self.path, e))?;
         sync_dir(&self.path)?;
+        let sealed = lifted.was;
+        drop(lifted);
+        if self.append_only {
+            self.seal(&self.file);
+            self.seal(&f);
+        } else if sealed && let Err(e) = inode_flags::set_append_only(f.as_fd(), true) {
+            tracing::warn!("the new audit trail file could not be made append-only: {e}");
+        }
         self.release();
         (self.file, self.id) = (f, id);
         self.len_seen = new.end;
@@ -350,14 +397,17 @@ impl Segment {
 fn open_file(path: &Path) -> Result<(File, (u64, u64), u64), AuditError> {
     // Not O_APPEND: records are written at the known end of the chain (under
     // the lock), over a torn tail if there is one.
-    let file = OpenOptions::new()
-        .read(true)
+    let mut opts = OpenOptions::new();
+    opts.read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| AuditError::io("open the audit trail", path, e))?;
+        .mode(0o600);
+    let file = match opts.open(path) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open_append_only(path, &opts)?,
+        Err(e) => return Err(AuditError::io("open the audit trail", path, e)),
+    };
     let m = file
         .metadata()
         .map_err(|e| AuditError::io("stat", path, e))?;
@@ -369,4 +419,43 @@ fn open_file(path: &Path) -> Result<(File, (u64, u64), u64), AuditError> {
         });
     }
     Ok((file, (m.dev(), m.ino()), m.len()))
+}
+
+/// Open an append-only active file for positional writes: lift the attribute,
+/// open, and put it back (the descriptor keeps working).
+fn open_append_only(path: &Path, opts: &OpenOptions) -> Result<File, AuditError> {
+    let what = "open the append-only audit trail (lifting `chattr +a` needs \
+                CAP_LINUX_IMMUTABLE)";
+    let ro = File::open(path).map_err(|e| AuditError::io(what, path, e))?;
+    let _lifted = Lifted::new(&ro).map_err(|e| AuditError::io(what, path, e))?;
+    opts.open(path).map_err(|e| AuditError::io(what, path, e))
+}
+
+/// The append-only attribute of a file lifted, put back on drop.
+struct Lifted<'a> {
+    file: &'a File,
+    /// The file was append-only.
+    was: bool,
+}
+
+impl<'a> Lifted<'a> {
+    /// Lift the attribute if `file` has it. Fails only when it has it and
+    /// may not be lifted. A filesystem without the attribute has nothing to lift.
+    fn new(file: &'a File) -> std::io::Result<Lifted<'a>> {
+        let was = inode_flags::append_only(file.as_fd()).unwrap_or(false);
+        if was {
+            inode_flags::set_append_only(file.as_fd(), false)?;
+        }
+        Ok(Lifted { file, was })
+    }
+}
+
+impl Drop for Lifted<'_> {
+    fn drop(&mut self) {
+        if self.was
+            && let Err(e) = inode_flags::set_append_only(self.file.as_fd(), true)
+        {
+            tracing::warn!("putting back the append-only attribute of an audit file failed: {e}");
+        }
+    }
 }

@@ -44,11 +44,15 @@ pub struct TrailOptions {
     pub rotate_age: Option<Duration>,
     /// How long to wait for another writer's lock before failing.
     pub lock_timeout: Duration,
+    /// Keep the active file and its archives append-only (`chattr +a`) where
+    /// the filesystem and the writer's capabilities (`CAP_LINUX_IMMUTABLE`)
+    /// allow. Removing or editing such files then needs `chattr -a` first.
+    pub append_only: bool,
 }
 
 impl TrailOptions {
     /// Defaults: no key, checkpoints every 1000 records or 10 s, no
-    /// rotation, 10 s lock timeout.
+    /// rotation, 10 s lock timeout, not append-only.
     pub fn new(path: impl Into<PathBuf>) -> TrailOptions {
         TrailOptions {
             path: path.into(),
@@ -58,6 +62,7 @@ impl TrailOptions {
             rotate_bytes: None,
             rotate_age: None,
             lock_timeout: Duration::from_secs(10),
+            append_only: false,
         }
     }
 }
@@ -84,7 +89,11 @@ impl Trail {
             (k, Vouch { key, key_id })
         });
         let signing = key.is_some();
-        let mut w = Writer::new(Segment::open(&opts.path, opts.lock_timeout)?, key, &opts);
+        let mut w = Writer::new(
+            Segment::open(&opts.path, opts.lock_timeout, opts.append_only)?,
+            key,
+            &opts,
+        );
         w.start()?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()

@@ -167,6 +167,9 @@ pub struct AppendArgs {
     /// Seconds to wait for another writer's lock.
     #[arg(long, default_value_t = 10)]
     pub lock_timeout: u64,
+    /// Keep the trail's files append-only (`chattr +a`) where possible.
+    #[arg(long)]
+    pub append_only: bool,
 }
 
 /// Execute an `enforcecore audit` subcommand.
@@ -482,6 +485,7 @@ fn append(a: AppendArgs) -> anyhow::Result<u8> {
     opts.rotate_bytes = a.rotate_bytes;
     opts.checkpoint_every = a.checkpoint_every;
     opts.lock_timeout = Duration::from_secs(a.lock_timeout);
+    opts.append_only = a.append_only;
     let trail = Arc::new(Trail::open(opts)?);
     let bodies = Arc::new(bodies);
     let (repeat, pipeline) = (a.repeat, a.pipeline.max(1));

@@ -79,6 +79,7 @@ struct RawSocket {
 struct RawAudit {
     log: Option<PathBuf>,
     key: Option<PathBuf>,
+    append_only: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +118,8 @@ pub struct Config {
     pub audit_log: PathBuf,
     /// The Ed25519 key signing the trail's checkpoints.
     pub audit_key: Option<PathBuf>,
+    /// Keep the trail's files append-only (`chattr +a`) where possible.
+    pub audit_append_only: bool,
     /// Peer uids that may `reload` (root always may).
     pub admin_uids: Vec<u32>,
     /// Peer gids that may `reload`.
@@ -224,6 +227,7 @@ impl Config {
                 abs,
             ),
             audit_key: raw.audit.key.map(abs),
+            audit_append_only: raw.audit.append_only.unwrap_or(true),
             admin_uids: raw.admins.uids,
             admin_gids: raw.admins.gids,
             max_connections: positive("limits.max_connections", raw.limits.max_connections, 256)?,

@@ -160,6 +160,7 @@ fn start(
     listening: &Listening,
 ) -> Result<(), DaemonError> {
     let mut opts = TrailOptions::new(&config.audit_log);
+    opts.append_only = config.audit_append_only;
     if let Some(k) = &config.audit_key {
         opts.signing_key = Some(audit::keys::load_signing_key(k)?);
     }

@@ -5,6 +5,7 @@
 //! `// SAFETY:` comment naming the exact invariant it relies on.
 //!
 //! - [`child`]: the post-`clone3` child that applies a precomputed sandbox and execs.
+//! - [`inode_flags`]: the append-only attribute of audit trail files.
 //! - [`process`]: `clone3` with a pidfd, `waitid`/`pidfd_send_signal`, `getrandom`.
 //! - [`landlock`]: the Landlock ABI version query.
 //! - [`reactor`]: registering owned fds with the tokio reactor.
@@ -13,6 +14,7 @@
 #![allow(unsafe_code)]
 
 pub mod child;
+pub mod inode_flags;
 pub mod landlock;
 pub mod process;
 pub mod reactor;

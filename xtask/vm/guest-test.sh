@@ -442,6 +442,13 @@ step_daemon_stop() {
     local pub
     pub=$(find "$KEYS" -name '*.pub' | head -n 1)
     "$EC" audit verify --key "$pub" "$TRAIL"
+    # audit.append_only (default) under the unit's CAP_LINUX_IMMUTABLE: chattr +a.
+    local attr
+    attr=$(python3 -c 'import fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+flags = struct.unpack("i", fcntl.ioctl(fd, 0x80086601, bytes(4)))[0]  # FS_IOC_GETFLAGS
+print("append-only" if flags & 0x20 else "plain")' "$TRAIL")
+    expect_eq "daemon trail attribute" "$attr" append-only
     "$EC" audit show "$TRAIL" | tail -n 12
     local last
     last=$(python3 -c 'import json,sys; print(" ".join(json.loads(l)["kind"] for l in open(sys.argv[1])))' "$TRAIL" | awk '{ print $(NF-1) }')
