@@ -395,7 +395,18 @@ pub const X86_64: &[(&str, i64)] = &[
 
 /// The number of a syscall on the build architecture, by name.
 pub fn number(name: &str) -> Option<i64> {
-    X86_64.iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
+    // A plan resolves a hundred names or so; a sorted index beats scanning
+    // the table (sorted by number) for each.
+    static BY_NAME: std::sync::OnceLock<Vec<(&str, i64)>> = std::sync::OnceLock::new();
+    let by_name = BY_NAME.get_or_init(|| {
+        let mut v = X86_64.to_vec();
+        v.sort_unstable_by_key(|(n, _)| *n);
+        v
+    });
+    by_name
+        .binary_search_by_key(&name, |(n, _)| n)
+        .ok()
+        .map(|i| by_name[i].1)
 }
 
 /// The name of a syscall number on the build architecture.

@@ -18,8 +18,10 @@ pub const ARCH_X86_64: u32 = 0xc000_003e;
 /// What a run's policy says about each syscall it refuses.
 #[derive(Clone, Debug, Default)]
 pub struct Hints {
-    /// Syscall number → `group `ptrace` (file:line)` or `names (file:line)`.
-    listed: HashMap<i64, String>,
+    /// Syscall number → index into `labels`.
+    listed: HashMap<i64, usize>,
+    /// `group `ptrace` (file:line)` or `name `bpf` (file:line)`.
+    labels: Vec<String>,
     /// Allow-list mode.
     allow_mode: bool,
     /// `filesystem.deny` entries, with where they are written.
@@ -31,22 +33,24 @@ impl Hints {
     pub fn new(sandbox: &Sandbox) -> Hints {
         let sc = &sandbox.syscalls;
         let mut listed = HashMap::new();
+        let mut labels = Vec::new();
         for g in &sc.groups {
+            labels.push(format!("group `{}` ({})", g.value.as_str(), g.origin));
             for m in g.value.members() {
                 if let Some(nr) = syscalls::number(m) {
-                    listed
-                        .entry(nr)
-                        .or_insert_with(|| format!("group `{}` ({})", g.value.as_str(), g.origin));
+                    listed.entry(nr).or_insert(labels.len() - 1);
                 }
             }
         }
         for n in &sc.names {
             if let Some(nr) = syscalls::number(&n.value) {
-                listed.insert(nr, format!("name `{}` ({})", n.value, n.origin));
+                labels.push(format!("name `{}` ({})", n.value, n.origin));
+                listed.insert(nr, labels.len() - 1);
             }
         }
         Hints {
             listed,
+            labels,
             allow_mode: sc.mode.value == SyscallMode::Allow,
             fs_denies: sandbox
                 .filesystem
@@ -55,6 +59,11 @@ impl Hints {
                 .map(|d| (d.value.to_string(), d.origin.to_string()))
                 .collect(),
         }
+    }
+
+    /// Where the policy lists syscall `nr`, if it does.
+    fn label(&self, nr: i64) -> Option<&str> {
+        self.listed.get(&nr).map(|&i| self.labels[i].as_str())
     }
 
     fn seccomp_hint(&self, nr: i64, name: &str, args: &[u64; 6]) -> String {
@@ -73,8 +82,7 @@ impl Hints {
             libc::SYS_clone if args[0] & NS_FLAGS != 0 => {
                 return format!(
                     "remove the `namespaces` group from sandbox.syscalls.groups{}",
-                    self.listed
-                        .get(&libc::SYS_unshare)
+                    self.label(libc::SYS_unshare)
                         .map(|l| format!(" — listed as {l}"))
                         .unwrap_or_default()
                 );
@@ -84,7 +92,7 @@ impl Hints {
         if SyscallGroup::IoUring.members().contains(&name) {
             return "io_uring is always denied; no policy field allows it".into();
         }
-        match self.listed.get(&nr) {
+        match self.label(nr) {
             Some(l) if !self.allow_mode => {
                 format!("remove {l} from sandbox.syscalls (deny list)")
             }
