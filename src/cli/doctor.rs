@@ -105,7 +105,48 @@ struct Report {
     denial_feed: DenialFeed,
     user_namespaces: UserNamespaces,
     accounts: Vec<Account>,
+    append_only: AppendOnly,
     ok: bool,
+}
+
+/// Whether trail files can be kept append-only (`chattr +a`) here.
+#[derive(Debug, Serialize)]
+struct AppendOnly {
+    /// `CAP_LINUX_IMMUTABLE` is in this process's effective set.
+    capability: bool,
+    /// The nearest existing directory of the default trail, and its filesystem.
+    directory: String,
+    filesystem: String,
+}
+
+/// Filesystem names by `statfs` magic, for those that have the append-only
+/// attribute (and tmpfs, which has it since Linux 6.0).
+fn filesystem_name(magic: i64) -> String {
+    match magic {
+        0xEF53 => "ext2/3/4".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0xF2F5_2010 => "f2fs".into(),
+        0x0102_1994 => "tmpfs".into(),
+        m => format!("magic {m:#x}"),
+    }
+}
+
+fn append_only() -> AppendOnly {
+    let mut dir = std::path::Path::new("/var/lib/enforcecore/audit");
+    while !dir.exists()
+        && let Some(p) = dir.parent()
+    {
+        dir = p;
+    }
+    AppendOnly {
+        capability: probe::has_effective_cap(caps::Capability::CAP_LINUX_IMMUTABLE),
+        directory: dir.display().to_string(),
+        filesystem: nix::sys::statfs::statfs(dir).map_or_else(
+            |e| format!("unknown ({e})"),
+            |f| filesystem_name(f.filesystem_type().0),
+        ),
+    }
 }
 
 /// `Ok(v)` as `v`, `Err(e)` as `{"error": e}`.
@@ -204,6 +245,7 @@ fn gather() -> Report {
         },
         user_namespaces: probe::user_namespaces(),
         accounts,
+        append_only: append_only(),
         ok,
     }
 }
@@ -351,6 +393,16 @@ fn render(r: &Report) -> String {
             a.id.map_or("missing".into(), |i| format!("exists ({i})"))
         );
     }
+    let a = &r.append_only;
+    let _ = writeln!(
+        s,
+        "audit append-only (chattr +a, the daemon's audit.append_only): CAP_LINUX_IMMUTABLE {}; \
+         {} is on {} — where the attribute cannot be set the trail is an ordinary file, still \
+         hash-chained",
+        yes(a.capability),
+        a.directory,
+        a.filesystem
+    );
     let _ = writeln!(
         s,
         "verdict: {}",

@@ -123,6 +123,8 @@ fn doctor_reports_what_the_kernel_offers() {
         r["kernel_audit"]
     );
     assert!(r["cgroups"]["layout"].is_string(), "{}", r["cgroups"]);
+    // Root holds CAP_LINUX_IMMUTABLE (the append-only trail).
+    assert_eq!(r["append_only"]["capability"], true, "{}", r["append_only"]);
     util::assert_code(&out, if r["ok"] == true { 0 } else { 1 });
     let text = util::output(&mut util::enforcecore(["doctor"]));
     assert!(util::stdout(&text).contains("landlock:"));
