@@ -199,14 +199,20 @@ impl Writer {
             Ok(results) => results.into_iter().map(Ok).collect(),
             Err(e) => vec![Err(e); items.len()],
         };
-        for (item, r) in items.into_iter().zip(results) {
-            let mut done = match item {
+        // Every outcome is stored before anyone is woken (the lock is
+        // already released): see `Completer::settle`.
+        let wakes: Vec<_> = items
+            .into_iter()
+            .zip(results)
+            .map(|(item, r)| match item {
                 Request::Append { done, .. }
                 | Request::Checkpoint { done, .. }
                 | Request::Rotate { done }
-                | Request::Close { done } => done,
-            };
-            done.complete(r);
+                | Request::Close { done } => done.settle(r),
+            })
+            .collect();
+        for w in wakes {
+            w.wake();
         }
     }
 
@@ -341,7 +347,7 @@ impl Writer {
             &v.key_id,
         );
         cur.tail = match reason {
-            CheckpointReason::Periodic => Tail::Open,
+            CheckpointReason::Periodic | CheckpointReason::Open => Tail::Open,
             CheckpointReason::Rotation => Tail::Rotated,
             _ => Tail::Sealed,
         };

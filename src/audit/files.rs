@@ -147,7 +147,7 @@ pub fn read_head(file: &File, end: u64, path: &Path) -> Result<Head, AuditError>
         "rotated" => Tail::Rotated,
         "checkpoint" => match p.checkpoint().map(|c| c.reason) {
             Ok(CheckpointReason::Rotation) => Tail::Rotated,
-            Ok(CheckpointReason::Periodic) => Tail::Open,
+            Ok(CheckpointReason::Periodic | CheckpointReason::Open) => Tail::Open,
             Ok(_) => Tail::Sealed,
             Err(w) => return Err(damaged(format!("the last record is malformed: {w}"))),
         },

@@ -287,6 +287,8 @@ fn default_trail_path_for(
 }
 
 #[cfg(test)]
+mod json_tests;
+#[cfg(test)]
 mod tamper_tests;
 #[cfg(test)]
 mod why_tests;

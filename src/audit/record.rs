@@ -81,8 +81,9 @@ impl Serialize for RecordHash {
     }
 }
 
-/// Why a checkpoint was written. All but `periodic` *close* the trail: a
-/// trail verified with a key must end in a closing checkpoint.
+/// Why a checkpoint was written. All but `periodic` and `open` *close* the
+/// trail: a trail verified with a key must end in a closing checkpoint. (A
+/// trail cut back to its `open` checkpoint must not pass as sealed.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckpointReason {
@@ -129,7 +130,7 @@ impl CheckpointReason {
 
     /// Whether a trail may end with this checkpoint and count as sealed.
     pub fn closes(self) -> bool {
-        self != CheckpointReason::Periodic
+        !matches!(self, CheckpointReason::Periodic | CheckpointReason::Open)
     }
 }
 

@@ -211,3 +211,16 @@ proptest! {
         prop_assert_eq!(check(bytes, None).ok, at_boundary);
     }
 }
+
+#[test]
+fn a_trail_cut_back_to_its_open_checkpoint_is_unsealed() {
+    let f = fixture();
+    let first = lines(&f.bytes).remove(0);
+    assert!(first.windows(6).any(|w| w == b"\"open\""));
+    let fault = check(&first, Some(f.key)).fault.expect("fault");
+    assert_eq!((fault.kind, fault.line), (FaultKind::UnsealedTail, 1));
+    assert!(fault.detail.contains("opening"), "{}", fault.detail);
+    // A writer that closes without appending seals its trail all the same.
+    let empty = write_trail(&SigningKey::from_bytes(&[42u8; 32]), 0, 5);
+    assert!(check(&empty, Some(f.key)).ok);
+}

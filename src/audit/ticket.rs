@@ -31,6 +31,10 @@ struct Slot {
     waker: Option<Waker>,
     /// The completer was dropped without completing (writer gone).
     abandoned: bool,
+    /// A thread is blocked in [`Ticket::wait`]: only then is the condvar
+    /// notified (a notify is a syscall, and most tickets are awaited or
+    /// already resolved when first looked at).
+    waiting: bool,
 }
 
 #[derive(Default)]
@@ -72,7 +76,7 @@ pub(crate) fn pair(path: Arc<std::path::Path>) -> (Ticket, Completer) {
 impl Ticket {
     /// A ticket that is already resolved (errors found before queueing).
     pub(crate) fn ready(path: Arc<std::path::Path>, outcome: Outcome) -> Ticket {
-        let (t, mut c) = pair(path);
+        let (t, c) = pair(path);
         c.complete(outcome);
         t
     }
@@ -92,6 +96,8 @@ impl Ticket {
             if slot.abandoned {
                 return Err(self.gone());
             }
+            // Set under the lock the completer takes, so it cannot miss it.
+            slot.waiting = true;
             slot = self
                 .shared
                 .ready
@@ -129,19 +135,43 @@ impl Future for Ticket {
 
 impl Completer {
     /// Resolve the ticket.
-    pub(crate) fn complete(&mut self, outcome: Outcome) {
-        let waker = {
-            let mut slot = self
-                .shared
-                .slot
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            slot.outcome = Some(outcome);
-            slot.waker.take()
-        };
+    pub(crate) fn complete(self, outcome: Outcome) {
+        self.settle(outcome).wake();
+    }
+
+    /// Store the outcome without waking anyone yet: the writer stores every
+    /// outcome of a batch first and wakes the waiters after, so a waiter that
+    /// runs at once (and may take the writer's CPU) never delays the others'
+    /// outcomes.
+    pub(crate) fn settle(mut self, outcome: Outcome) -> Wake {
         self.done = true;
-        self.shared.ready.notify_all();
-        if let Some(w) = waker {
+        let mut slot = self
+            .shared
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        slot.outcome = Some(outcome);
+        Wake {
+            shared: slot.waiting.then(|| self.shared.clone()),
+            waker: slot.waker.take(),
+        }
+    }
+}
+
+/// Who to wake for a settled ticket.
+pub(crate) struct Wake {
+    /// The ticket's state, when a thread is blocked on its condvar.
+    shared: Option<Arc<Shared>>,
+    waker: Option<Waker>,
+}
+
+impl Wake {
+    /// Wake the thread or task waiting for the ticket, if any.
+    pub(crate) fn wake(self) {
+        if let Some(s) = self.shared {
+            s.ready.notify_one();
+        }
+        if let Some(w) = self.waker {
             w.wake();
         }
     }
@@ -152,16 +182,18 @@ impl Drop for Completer {
         if self.done {
             return;
         }
-        let waker = {
+        let (waiting, waker) = {
             let mut slot = self
                 .shared
                 .slot
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             slot.abandoned = true;
-            slot.waker.take()
+            (slot.waiting, slot.waker.take())
         };
-        self.shared.ready.notify_all();
+        if waiting {
+            self.shared.ready.notify_one();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -178,7 +210,7 @@ mod tests {
 
     #[test]
     fn wait_across_threads() {
-        let (t, mut c) = pair(path());
+        let (t, c) = pair(path());
         let h = std::thread::spawn(move || {
             c.complete(Ok(Appended {
                 seq: 3,
@@ -195,7 +227,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let (t, mut c) = pair(path());
+            let (t, c) = pair(path());
             std::thread::spawn(move || {
                 c.complete(Ok(Appended {
                     seq: 9,

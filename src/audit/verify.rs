@@ -374,8 +374,12 @@ impl Verifier {
             let detail = match (self.report.records, &self.report.last_checkpoint) {
                 (0, _) => "the trail has no records, so nothing is sealed".to_string(),
                 (_, Some(c)) if self.first_unsealed.is_none() => format!(
-                    "the trail ends in a periodic checkpoint (seq {}), which does not close it: \
+                    "the trail ends in {} checkpoint (seq {}), which does not close it: \
                      records after it were cut off, or a writer is still running",
+                    match c.reason {
+                        CheckpointReason::Open => "its opening",
+                        _ => "a periodic",
+                    },
                     c.seq
                 ),
                 (_, c) => format!(

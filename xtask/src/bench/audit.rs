@@ -5,8 +5,9 @@
 //!    without group commit does). Subjects: `enforcecore audit append` (the
 //!    real writer, release build) with 16 threads that each wait for their
 //!    record to be durable before the next (as a run does), the same with a
-//!    signing key (periodic checkpoints), and 16 threads that keep 64 records
-//!    in flight (as a denial feed may).
+//!    signing key (periodic checkpoints), the same from 16 async tasks on a
+//!    multi-thread runtime (as the daemon's runs append), and 16 threads that
+//!    keep 64 records in flight (as a denial feed may).
 //! 2. Verify throughput. Anchor: single-core SHA-256 (the `sha2` crate, which
 //!    picks SHA-NI at run time) of the trail's bytes, already in memory.
 //!    Subject: `enforcecore audit verify --key PUB` on the same file (page
@@ -96,6 +97,11 @@ fn run_all(bin: &Path, dir: &Path, rounds: usize) -> Result<()> {
 
     // Calibrate repeat counts so that each timed run takes about RUN_SECS.
     let waited = |repeat: u64| append_args(repeat, 1, None);
+    let tasks = |repeat: u64| {
+        let mut a = append_args(repeat, 1, None);
+        a[0] = "--tasks".into();
+        a
+    };
     let per_thread = |rate: f64| ((rate * RUN_SECS / WRITERS as f64) as u64).max(20);
     let r1 = per_thread(timed_append(bin, dir, &body, &waited(20))?);
     let r_signed = r1;
@@ -103,9 +109,11 @@ fn run_all(bin: &Path, dir: &Path, rounds: usize) -> Result<()> {
 
     let mut anchor = Vec::new();
     let (mut wait1, mut signed, mut pipelined) = (Vec::new(), Vec::new(), Vec::new());
+    let mut in_tasks = Vec::new();
     for round in 0..rounds {
         anchor.push(fsync_per_record(&dir.join("anchor.jsonl"), line_len)?);
         wait1.push(timed_append(bin, dir, &body, &waited(r1))?);
+        in_tasks.push(timed_append(bin, dir, &body, &tasks(r1))?);
         signed.push(timed_append(
             bin,
             dir,
@@ -114,10 +122,11 @@ fn run_all(bin: &Path, dir: &Path, rounds: usize) -> Result<()> {
         )?);
         pipelined.push(timed_append(bin, dir, &body, &append_args(r64, 64, None))?);
         eprintln!(
-            "  round {}: anchor {:.0}/s, group commit {:.0}/s, signed {:.0}/s, 64 in flight {:.0}/s",
+            "  round {}: anchor {:.0}/s, group commit {:.0}/s, tasks {:.0}/s, signed {:.0}/s, 64 in flight {:.0}/s",
             round + 1,
             anchor[round],
             wait1[round],
+            in_tasks[round],
             signed[round],
             pipelined[round]
         );
@@ -129,6 +138,10 @@ fn run_all(bin: &Path, dir: &Path, rounds: usize) -> Result<()> {
         (
             "group commit, 16 writers each waiting ...........",
             &mut wait1,
+        ),
+        (
+            "  same, 16 async tasks each awaiting ............",
+            &mut in_tasks,
         ),
         (
             "  same, signed (checkpoint every 1000) ..........",
