@@ -39,10 +39,11 @@ pub async fn execute(
     if let Cgroups::Early(e) = &mut source {
         e.limit(limits);
     }
-    // The hold on kernel audit (netlink, a file lock) is taken meanwhile too.
+    // The hold on kernel audit (netlink, a file lock) is taken meanwhile too
+    // (on a current-thread runtime: while the child applies its sandbox).
     let hold_task = {
         let mode = req.kernel_audit;
-        tokio::task::spawn_blocking(move || Feed::global().hold(mode))
+        blocking(move || Feed::global().hold(mode))
     };
     let cg_task = {
         let id = req.run_id.clone();
@@ -108,11 +109,11 @@ pub async fn execute(
     // 3. While the child applies the sandbox, the start is recorded (the plan
     //    says what it enforces); exec waits for both.
     let hints = Arc::new(Hints::new(sandbox));
-    let hold = match hold_task.await {
+    let hold = match hold_task.wait().await {
         Ok(h) => h,
         Err(e) => {
             child.abort().await;
-            return Err(run.fail(SuperviseError::Task(e.to_string())).await);
+            return Err(run.fail(e).await);
         }
     };
     let mut feed = Feed::global().register(

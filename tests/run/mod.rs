@@ -322,6 +322,17 @@ pub fn processes_with(marker: &str) -> Vec<i32> {
 }
 
 /// The run directory named in a `--json` report.
+/// The objects of the run's denials. Besides the one a test provokes, the
+/// tool may be refused other things (a shell's locale files outside the
+/// grant), which the kernel reports whenever kernel audit is on — possibly
+/// switched on by a concurrent run.
+pub fn denied_objects(report: &serde_json::Value) -> Vec<&str> {
+    report["denials"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["object"].as_str()).collect())
+        .unwrap_or_default()
+}
+
 pub fn run_dir(report: &serde_json::Value) -> PathBuf {
     PathBuf::from(report["enforcement"]["run_dir"].as_str().expect("run_dir"))
 }
