@@ -39,11 +39,12 @@ pub async fn execute(
     if let Cgroups::Early(e) = &mut source {
         e.limit(limits);
     }
-    // The hold on kernel audit (netlink, a file lock) is taken meanwhile too
-    // (on a current-thread runtime: while the child applies its sandbox).
+    // The hold on kernel audit (netlink, a file lock; up to a millisecond or
+    // more when it switches audit on) is taken meanwhile too, on its own
+    // thread even on a current-thread runtime: it is the longest step here.
     let hold_task = {
         let mode = req.kernel_audit;
-        blocking(move || Feed::global().hold(mode))
+        tokio::task::spawn_blocking(move || Feed::global().hold(mode))
     };
     let cg_task = {
         let id = req.run_id.clone();
@@ -109,11 +110,11 @@ pub async fn execute(
     // 3. While the child applies the sandbox, the start is recorded (the plan
     //    says what it enforces); exec waits for both.
     let hints = Arc::new(Hints::new(sandbox));
-    let hold = match hold_task.wait().await {
+    let hold = match hold_task.await {
         Ok(h) => h,
         Err(e) => {
             child.abort().await;
-            return Err(run.fail(e).await);
+            return Err(run.fail(SuperviseError::Task(e.to_string())).await);
         }
     };
     let mut feed = Feed::global().register(
