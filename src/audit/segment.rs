@@ -97,9 +97,13 @@ impl Segment {
     /// filesystem or the writer's capabilities do not allow it, the trail
     /// stays as it is (the hash chain and checkpoints still catch edits).
     fn seal(&self, file: &File) {
-        if !self.append_only {
-            return;
+        if self.append_only {
+            self.make_append_only(file);
         }
+    }
+
+    /// Set the append-only attribute on `file`, where it can be set.
+    fn make_append_only(&self, file: &File) {
         if let Err(e) = inode_flags::set_append_only(file.as_fd(), true) {
             tracing::debug!(
                 trail = %self.path.display(),
@@ -328,13 +332,13 @@ impl Segment {
         fs::rename(&next, &self.path)
             .map_err(|e| AuditError::io("install the new", &self.path, e))?;
         sync_dir(&self.path)?;
-        let sealed = lifted.was;
+        // The archive and the new file are append-only if the old file was
+        // (whoever set it) or this writer keeps its files so.
+        let keep = lifted.was || self.append_only;
         drop(lifted);
-        if self.append_only {
-            self.seal(&self.file);
-            self.seal(&f);
-        } else if sealed && let Err(e) = inode_flags::set_append_only(f.as_fd(), true) {
-            tracing::warn!("the new audit trail file could not be made append-only: {e}");
+        if keep {
+            self.make_append_only(&self.file);
+            self.make_append_only(&f);
         }
         self.release();
         (self.file, self.id) = (f, id);

@@ -534,13 +534,20 @@ fn append_threads(
         .collect();
     let mut out = (0, None);
     for w in workers {
-        match w.join() {
-            Ok(Ok(n)) => out.0 += n,
-            Ok(Err(e)) => out.1 = Some(e),
-            Err(_) => bail!("an append thread panicked"),
-        }
+        let Ok(r) = w.join() else {
+            bail!("an append thread panicked");
+        };
+        tally(&mut out, r);
     }
     Ok(out)
+}
+
+/// Add one writer's count (or its error) to the outcome.
+fn tally(out: &mut AppendOutcome, r: Result<u64, crate::audit::AuditError>) {
+    match r {
+        Ok(n) => out.0 += n,
+        Err(e) => out.1 = Some(e),
+    }
 }
 
 /// [`append_threads`] with async tasks awaiting their tickets.
@@ -579,11 +586,10 @@ fn append_tasks(
             .collect();
         let mut out = (0, None);
         for w in workers {
-            match w.await {
-                Ok(Ok(n)) => out.0 += n,
-                Ok(Err(e)) => out.1 = Some(e),
-                Err(_) => bail!("an append task panicked"),
-            }
+            let Ok(r) = w.await else {
+                bail!("an append task panicked");
+            };
+            tally(&mut out, r);
         }
         Ok(out)
     })
