@@ -1,7 +1,8 @@
 //! Starting the child and the handshake around its point of no return.
 //!
-//! 1. The parent lays out the [`ChildProgram`] (pointers into the [`Plan`]) and
-//!    calls `clone3`; the child applies the sandbox ([`crate::sys::child`]).
+//! 1. The parent lays out the [`ChildProgram`] (copied from the [`Plan`]) and
+//!    calls `clone3`; the child applies the sandbox ([`crate::sys::child`]) in
+//!    the supervisor's memory, which [`ChildMemory`] keeps until `execve`.
 //! 2. The child reports `Ready` (or the step that failed) on the status pipe.
 //! 3. Meanwhile the supervisor runs the `started` hook (the audit trail makes
 //!    run-started durable); once both are done it writes the go byte — or
@@ -12,9 +13,8 @@
 //! This module must never let a child run without a sandbox: every path that does
 //! not end in a successful handshake kills and reaps the child.
 
-use std::ffi::c_char;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::fcntl::OFlag;
 use tokio::io::AsyncReadExt;
@@ -24,7 +24,7 @@ use tokio::net::unix::pipe;
 use super::cgroup::Join;
 use crate::sandbox::Plan;
 use crate::sys::child::{ChildProgram, Filter, Step};
-use crate::sys::process::{self, ExitStatus};
+use crate::sys::process::{self, ChildMemory, ExitStatus};
 use crate::sys::seccomp_notify;
 
 /// How the child's setup ended, when it did not reach `Ready`.
@@ -45,13 +45,8 @@ pub struct Child {
     go: Option<OwnedFd>,
     reaped: Option<ExitStatus>,
     listener: Option<OwnedFd>,
-}
-
-fn null_terminated(v: &[std::ffi::CString]) -> Vec<*const c_char> {
-    v.iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
+    /// What the child runs on until `execve` (it shares the supervisor's memory).
+    memory: Option<ChildMemory>,
 }
 
 /// Create the child for `plan`. Must be called on a thread that outlives the run
@@ -59,44 +54,45 @@ fn null_terminated(v: &[std::ffi::CString]) -> Vec<*const c_char> {
 pub fn spawn(plan: &Plan, stdio: &[OwnedFd; 3], join: &Join) -> io::Result<Child> {
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let argv = null_terminated(&plan.argv);
-    let envp = null_terminated(&plan.envp);
-    let filters: Vec<Filter<'_>> = plan
-        .seccomp
-        .filters
-        .iter()
-        .map(|f| Filter {
-            program: &f.program,
-            flags: f.flags,
-        })
-        .collect();
     let program = ChildProgram {
         parent_pid: std::process::id() as i32,
-        stdio: [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
-        status: status_w.as_fd(),
-        go: go_r.as_fd(),
+        stdio: [
+            stdio[0].as_raw_fd(),
+            stdio[1].as_raw_fd(),
+            stdio[2].as_raw_fd(),
+        ],
+        status: status_w.as_raw_fd(),
+        go: go_r.as_raw_fd(),
         cgroup_join: match join {
-            Join::Write(fds) => fds,
-            Join::None | Join::Clone(_) => &[],
+            Join::Write(fds) => fds.iter().map(|fd| fd.as_raw_fd()).collect(),
+            Join::None | Join::Clone(_) => Vec::new(),
         },
-        rlimits: &plan.rlimits,
+        rlimits: plan.rlimits.clone(),
         identity: plan
             .identity
             .switch
             .then_some((plan.identity.uid, plan.identity.gid)),
         bounding_last_cap: plan.identity.drop_bounding.then_some(plan.last_cap),
-        cwd: &plan.cwd,
-        landlock: (plan.landlock.fd.as_fd(), plan.landlock.flags),
-        seccomp: &filters,
-        exec_path: &plan.exec_path,
-        argv: &argv,
-        envp: &envp,
+        cwd: plan.cwd.clone(),
+        landlock: (plan.landlock.fd.as_raw_fd(), plan.landlock.flags),
+        seccomp: plan
+            .seccomp
+            .filters
+            .iter()
+            .map(|f| Filter {
+                program: f.program.clone(),
+                flags: f.flags,
+            })
+            .collect(),
+        exec_path: plan.exec_path.clone(),
+        argv: plan.argv.clone(),
+        envp: plan.envp.clone(),
     };
     let into = match join {
         Join::Clone(fd) => Some(fd.as_fd()),
         Join::None | Join::Write(_) => None,
     };
-    let spawned = process::spawn(&program, into)?;
+    let spawned = process::spawn(program, status_r.as_fd(), into)?;
     // The child's ends must close here, or EOF would never come.
     drop(status_w);
     drop(go_r);
@@ -109,6 +105,7 @@ pub fn spawn(plan: &Plan, stdio: &[OwnedFd; 3], join: &Join) -> io::Result<Child
         go: Some(go_w),
         reaped: None,
         listener: None,
+        memory: Some(spawned.memory),
     })
 }
 
@@ -173,7 +170,11 @@ impl Child {
         }
         drop(go);
         match self.message().await {
-            Ok(None) => Ok(()),
+            Ok(None) => {
+                // EOF: the child has execve'd; its stack and image are free.
+                self.memory = None;
+                Ok(())
+            }
             Ok(msg) => Err(self.failure(msg).await),
             Err(_) => Err(self.failure(None).await),
         }

@@ -1,28 +1,161 @@
 //! Process primitives: `clone3` with a pidfd, waiting on and signalling a pidfd.
 //!
 //! This module owns the one call that creates a tool process. The child side of it
-//! is [`super::child`]; here is only the parent side: block signals, `clone3(2)`
-//! with `CLONE_PIDFD`, restore the mask. A pidfd (pidfd_open(2)) names the process
-//! without pid-reuse races and is pollable, so the async supervisor can wait on it.
-//! It must never spawn anything that has not gone through [`ChildProgram`].
+//! is [`super::child`]; here is only the parent side: the child's stack and image,
+//! block signals, `clone3(2)` with `CLONE_VM | CLONE_PIDFD`, restore the mask, and
+//! [`ChildMemory`], which keeps what the child runs on alive until it no longer
+//! does. A pidfd (pidfd_open(2)) names the process without pid-reuse races and is
+//! pollable, so the async supervisor can wait on it. It must never spawn anything
+//! that has not gone through [`ChildProgram`].
 #![allow(unsafe_code)]
 
+use std::ffi::c_void;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use super::child::{self, ChildProgram};
+use super::child::{self, ChildProgram, Image};
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// The child's stack: ample for its straight-line sequence (a few hundred bytes
+/// of frames), with an inaccessible guard page below it.
+const STACK: usize = 64 * 1024;
+/// The guard page.
+const GUARD: usize = 4096;
+
+/// An anonymous mapping used as the child's stack; its lowest page is `PROT_NONE`.
+struct Stack {
+    base: *mut c_void,
+}
+
+// SAFETY: the mapping is owned by this value alone; the pointer is only its address.
+unsafe impl Send for Stack {}
+// SAFETY: as above; `&Stack` gives no access to the memory.
+unsafe impl Sync for Stack {}
+
+impl Stack {
+    fn new() -> io::Result<Stack> {
+        // SAFETY: a fresh anonymous mapping at an address the kernel chooses;
+        // nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                GUARD + STACK,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = Stack { base };
+        // SAFETY: the range lies inside the mapping just created.
+        let rc = unsafe {
+            libc::mprotect(
+                stack.lowest() as *mut c_void,
+                STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// The lowest usable address (just above the guard page).
+    fn lowest(&self) -> usize {
+        self.base as usize + GUARD
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: base/len are the mapping created in `new`, owned by this value.
+        unsafe { libc::munmap(self.base, GUARD + STACK) };
+    }
+}
+
+/// What a child created by [`spawn`] runs on until it `execve`s: its [`Image`]
+/// and its stack, both in the supervisor's memory.
+///
+/// Dropping it frees that memory, so the drop first makes sure the child is done
+/// with it: the child has `execve`d or died when its status pipe has no writer
+/// left (its write end is close-on-exec, and the parent closes its own right
+/// after [`spawn`]); otherwise the child is killed and waited for (without
+/// reaping it). If neither can be confirmed the memory is leaked, never freed.
+pub struct ChildMemory {
+    image: Option<Box<Image>>,
+    stack: Option<Stack>,
+    status: OwnedFd,
+    pidfd: OwnedFd,
+}
+
+impl ChildMemory {
+    /// Whether the status pipe has lost its last writer (`POLLHUP`).
+    fn status_hung_up(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.status.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: pfd is one live pollfd; timeout 0 never blocks.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n == 1 && pfd.revents & libc::POLLHUP != 0
+    }
+
+    /// Kill the child if it still runs and wait until it has exited (leaving it
+    /// to be reaped by its owner). `false` when that could not be confirmed.
+    fn ensure_dead(&self) -> bool {
+        if pidfd_kill(self.pidfd.as_fd(), libc::SIGKILL).is_err() {
+            return false;
+        }
+        loop {
+            // SAFETY: siginfo_t is plain data.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: info is live; the pidfd is open for the call.
+            let rc = unsafe {
+                libc::waitid(
+                    libc::P_PIDFD,
+                    self.pidfd.as_raw_fd() as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if rc == 0 {
+                return true;
+            }
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // Already reaped.
+                Some(libc::ECHILD) => return true,
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl Drop for ChildMemory {
+    fn drop(&mut self) {
+        if !self.status_hung_up() && !self.ensure_dead() {
+            std::mem::forget(self.image.take());
+            std::mem::forget(self.stack.take());
+        }
+    }
+}
+
 /// A freshly created child.
-#[derive(Debug)]
 pub struct Spawned {
     /// Its pid (in the supervisor's pid namespace).
     pub pid: i32,
     /// Its pidfd (CLOEXEC), readable once it has exited.
     pub pidfd: OwnedFd,
+    /// The memory it runs on until it `execve`s; keep it until then.
+    pub memory: ChildMemory,
 }
 
 /// Create the child that runs `program` (see [`child`]).
@@ -34,12 +167,18 @@ pub struct Spawned {
 /// thread that lives as long as the run (the main thread, or a tokio worker —
 /// never a `spawn_blocking` thread, which exits when idle).
 ///
+/// `status` is the read end of the pipe whose write end is `program.status`;
+/// the caller closes its copy of that write end right after this returns.
 /// `into_cgroup`: a cgroup v2 directory (opened for reading) to create the child
 /// in (`CLONE_INTO_CGROUP`), so that it never has to migrate.
 pub fn spawn(
-    program: &ChildProgram<'_>,
+    program: ChildProgram,
+    status: BorrowedFd<'_>,
     into_cgroup: Option<BorrowedFd<'_>>,
 ) -> io::Result<Spawned> {
+    let image = Image::new(program);
+    let stack = Stack::new()?;
+    let status = status.try_clone_to_owned()?;
     let mut all = MaybeUninit::<libc::sigset_t>::uninit();
     let mut old = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigfillset initialises the set it is given.
@@ -52,36 +191,56 @@ pub fn spawn(
     let mut pidfd: libc::c_int = -1;
     // SAFETY: clone_args is plain integers; zero is a valid value for every field.
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
-    args.flags = libc::CLONE_PIDFD as u64;
+    args.flags = (libc::CLONE_VM | libc::CLONE_PIDFD) as u64;
     args.pidfd = &mut pidfd as *mut libc::c_int as u64;
     args.exit_signal = libc::SIGCHLD as u64;
+    args.stack = stack.lowest() as u64;
+    args.stack_size = STACK as u64;
     if let Some(cg) = into_cgroup {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = cg.as_raw_fd() as u64;
     }
-    // SAFETY: args is live and sized; without CLONE_VM the child runs on its own copy
-    // of this stack and memory, and `child::run` never returns.
+    // SAFETY: the stack is a writable mapping with a page-aligned top; the image
+    // is boxed (it does not move) and, like the stack, moves into the returned
+    // ChildMemory, which frees neither before the child has execve'd or died.
+    // `child::entry` writes only to that stack (see `super::child`).
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const libc::clone_args,
-            std::mem::size_of::<libc::clone_args>(),
+        child::raw::clone3_onto(
+            &args,
+            child::entry,
+            &*image as *const Image as *const c_void,
         )
     };
-    if ret == 0 {
-        child::run(program);
-    }
-    let err = io::Error::last_os_error();
     // SAFETY: old was filled by the first pthread_sigmask call.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut()) };
-    if ret < 0 {
-        return Err(err);
+    if let Some(errno) = child::raw::failed(ret) {
+        return Err(io::Error::from_raw_os_error(errno));
     }
     // SAFETY: with CLONE_PIDFD a successful clone3 stored a new fd we now own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let own = match pidfd.try_clone() {
+        Ok(fd) => fd,
+        Err(e) => {
+            // The image and stack are freed on return: the child must be gone first.
+            if pidfd_kill(pidfd.as_fd(), libc::SIGKILL).is_err()
+                || wait_blocking(pidfd.as_fd()).is_err()
+            {
+                std::mem::forget(image);
+                std::mem::forget(stack);
+            }
+            return Err(e);
+        }
+    };
+    let memory = ChildMemory {
+        image: Some(image),
+        stack: Some(stack),
+        status,
+        pidfd: own,
+    };
     Ok(Spawned {
         pid: ret as i32,
         pidfd,
+        memory,
     })
 }
 

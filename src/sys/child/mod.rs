@@ -1,14 +1,25 @@
 //! The forked child: applies a sandbox prepared in the parent, then `execve`s the tool.
 //!
-//! The supervisor is a multi-threaded tokio process. After `clone3(2)` the child is
-//! a copy of that process with a single thread, and every lock another thread held
-//! at that instant (the allocator's, stdio's, glibc's thread list) stays held
-//! forever. So this module owns exactly one thing: a straight-line sequence of raw
-//! `syscall(2)`s over data the parent already computed ([`ChildProgram`]). It never
-//! allocates, never locks, never calls a glibc wrapper that broadcasts to threads
-//! (`setresuid(3)` and friends do, and would wait for threads that no longer exist),
-//! and never returns: it either `execve`s or reports `(step, errno)` on the status
-//! pipe and exits 125.
+//! The supervisor is a multi-threaded tokio process. The child is created with
+//! `clone3(CLONE_VM)` (as `posix_spawn(3)` does): until it `execve`s it runs *in
+//! the supervisor's memory*, on a stack of its own, while the supervisor's threads
+//! go on. Nothing is copied — no page tables, no copy-on-write faults in the
+//! supervisor afterwards, no address space to tear down at `execve` — and the
+//! child must in turn write nothing shared. So this module owns exactly one
+//! thing: a straight-line sequence of `syscall` instructions ([`raw`]; not glibc,
+//! whose wrappers write the creating thread's `errno`) over an [`Image`] the
+//! parent prepared and keeps alive until the child has `execve`d or died. It never
+//! allocates, never locks, never touches thread-local storage, never calls a glibc
+//! wrapper that broadcasts to threads (`setresuid(3)` and friends do), writes only
+//! to its own stack, and never returns: it either `execve`s or reports
+//! `(step, errno)` on the status pipe and exits 125.
+//!
+//! Sharing the memory does not share anything else: without `CLONE_FILES`,
+//! `CLONE_FS`, `CLONE_SIGHAND` or `CLONE_THREAD` the child has its own fd table,
+//! cwd and umask, signal dispositions, credentials and limits, and every step
+//! below acts on the child alone. (A credential change marks the shared address
+//! space non-dumpable, as it would the child's own: the supervisor then produces
+//! no core dump, which suits a process that holds signing keys.)
 //!
 //! Steps, in order (each failure reports its [`Step`] and the errno):
 //!
@@ -53,15 +64,14 @@
 //!     and the parent reads EOF.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, c_char, c_int, c_long};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::ffi::{CString, c_char, c_long, c_void};
+use std::os::fd::RawFd;
 
 pub use step::Step;
 
+mod apply;
+pub(crate) mod raw;
 mod step;
-
-/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
-const NEW_LISTENER: u32 = 1 << 3;
 
 /// Exit status of a child that failed before `execve`.
 pub const CHILD_FAILED: i32 = 125;
@@ -76,102 +86,120 @@ pub struct Rlimit {
 }
 
 /// A seccomp BPF program and the flags to install it with.
-#[derive(Clone, Copy, Debug)]
-pub struct Filter<'a> {
+#[derive(Clone, Debug)]
+pub struct Filter {
     /// The program (at most `BPF_MAXINSNS` instructions).
-    pub program: &'a [libc::sock_filter],
+    pub program: Vec<libc::sock_filter>,
     /// `SECCOMP_FILTER_FLAG_*`.
     pub flags: u32,
 }
 
-/// Everything the child needs, borrowed from parent-owned storage that outlives
-/// the `clone3` call (the child works on its own copy of that memory).
-pub struct ChildProgram<'a> {
+/// Everything the child needs, computed by the parent.
+///
+/// File descriptors are numbers in the child's fd table, which is a copy of the
+/// parent's taken at `clone3`: the parent must hold them open until `clone3`
+/// returns, and may close them afterwards.
+pub struct ChildProgram {
     /// The supervisor's pid, for the parent-death check.
     pub parent_pid: i32,
     /// The tool's stdin, stdout, stderr (all >= 3 in the parent).
-    pub stdio: [BorrowedFd<'a>; 3],
+    pub stdio: [RawFd; 3],
     /// Write end of the CLOEXEC status pipe.
-    pub status: BorrowedFd<'a>,
+    pub status: RawFd,
     /// Read end of the go pipe.
-    pub go: BorrowedFd<'a>,
+    pub go: RawFd,
     /// Files the child writes `"0"` to in order to join the run's cgroup(s): v1
     /// `tasks` (moves the calling thread — the whole child, which has one — without
     /// the global threadgroup lock and its RCU grace period); empty when `clone3`
     /// placed the child with `CLONE_INTO_CGROUP` (v2).
-    pub cgroup_join: &'a [OwnedFd],
+    pub cgroup_join: Vec<RawFd>,
     /// Limits to set.
-    pub rlimits: &'a [Rlimit],
+    pub rlimits: Vec<Rlimit>,
     /// `(uid, gid)` to switch to; `None` keeps the supervisor's (non-root runs).
     pub identity: Option<(u32, u32)>,
     /// Empty the bounding set (`cap_last_cap` inclusive); `None` when the supervisor
     /// lacks `CAP_SETPCAP` (non-root).
     pub bounding_last_cap: Option<u32>,
     /// The run directory (the tool's cwd).
-    pub cwd: &'a CStr,
+    pub cwd: CString,
     /// Landlock ruleset fd and `landlock_restrict_self` flags.
-    pub landlock: (BorrowedFd<'a>, u32),
+    pub landlock: (RawFd, u32),
     /// seccomp programs, installed in order.
-    pub seccomp: &'a [Filter<'a>],
+    pub seccomp: Vec<Filter>,
     /// Absolute path of the executable.
-    pub exec_path: &'a CStr,
-    /// NULL-terminated argv.
-    pub argv: &'a [*const c_char],
-    /// NULL-terminated envp.
-    pub envp: &'a [*const c_char],
+    pub exec_path: CString,
+    /// argv.
+    pub argv: Vec<CString>,
+    /// envp.
+    pub envp: Vec<CString>,
 }
 
-/// `struct __user_cap_header_struct` (linux/capability.h).
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
+/// The memory the child reads: its program and the NULL-terminated pointer
+/// arrays `execve` takes (pointing into the program's strings).
+pub(crate) struct Image {
+    program: ChildProgram,
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
 }
 
-/// `struct __user_cap_data_struct` (linux/capability.h).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
+// SAFETY: the pointers in `argv`/`envp` point into the CStrings of `program`,
+// which the Image owns and never mutates; moving the Image between threads
+// moves neither those heap buffers nor what they point to.
+unsafe impl Send for Image {}
+// SAFETY: as above; the Image is read-only after construction.
+unsafe impl Sync for Image {}
+
+fn null_terminated(v: &[CString]) -> Vec<*const c_char> {
+    v.iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+impl Image {
+    /// Lay out `program` for the child.
+    pub(crate) fn new(program: ChildProgram) -> Box<Image> {
+        let argv = null_terminated(&program.argv);
+        let envp = null_terminated(&program.envp);
+        Box::new(Image {
+            program,
+            argv,
+            envp,
+        })
+    }
+}
+
+/// Entry point of the child on its own stack ([`raw::clone3_onto`]). Never returns.
+pub(crate) extern "C" fn entry(image: *const c_void) -> ! {
+    // SAFETY: `process::spawn` passes a pointer to an Image it keeps alive, unmoved
+    // and unmodified, until this child has execve'd or died.
+    let image = unsafe { &*(image as *const Image) };
+    let failure = match apply::apply(image) {
+        Ok(()) => Failure(Step::Exec, 0),
+        Err(f) => f,
+    };
+    if failure.1 != 0 {
+        report(image.program.status, failure.0, failure.1);
+    }
+    exit(CHILD_FAILED)
 }
 
 /// A failed step and its errno.
 #[derive(Clone, Copy)]
 struct Failure(Step, i32);
 
-fn errno() -> i32 {
-    // SAFETY: __errno_location returns this thread's errno slot, valid for the thread's life.
-    unsafe { *libc::__errno_location() }
-}
-
-/// `Ok(ret)` for a non-negative raw syscall result, else the step and errno.
+/// `Ok(ret)` for a successful raw syscall result, else the step and errno.
 fn check(ret: c_long, step: Step) -> Result<c_long, Failure> {
-    if ret < 0 {
-        Err(Failure(step, errno()))
-    } else {
-        Ok(ret)
+    match raw::failed(ret) {
+        Some(errno) => Err(Failure(step, errno)),
+        None => Ok(ret),
     }
-}
-
-/// Entry point of the child. Never returns.
-///
-/// Must only be called in a freshly cloned, single-threaded child.
-pub(crate) fn run(p: &ChildProgram<'_>) -> ! {
-    let failure = match apply(p) {
-        Ok(()) => Failure(Step::Exec, 0),
-        Err(f) => f,
-    };
-    if failure.1 != 0 {
-        report(p.status, failure.0, failure.1);
-    }
-    exit(CHILD_FAILED)
 }
 
 fn exit(code: i32) -> ! {
-    // SAFETY: exit_group takes an int and does not return.
-    unsafe { libc::syscall(libc::SYS_exit_group, code as c_long) };
+    // SAFETY: exit_group takes an int and does not return; without CLONE_THREAD
+    // it ends this child only.
+    unsafe { raw::syscall(libc::SYS_exit_group, [code as usize, 0, 0, 0, 0, 0]) };
     // exit_group cannot fail; spin rather than return if it somehow did.
     loop {
         std::hint::spin_loop();
@@ -179,312 +207,16 @@ fn exit(code: i32) -> ! {
 }
 
 /// Write `(step, errno)` to the status pipe (8 bytes, atomic below PIPE_BUF).
-fn report(fd: BorrowedFd<'_>, step: Step, err: i32) {
+fn report(fd: RawFd, step: Step, err: i32) {
     let mut msg = [0u8; 8];
     msg[..4].copy_from_slice(&(step as u32).to_ne_bytes());
     msg[4..].copy_from_slice(&err.to_ne_bytes());
-    // SAFETY: msg is a live 8-byte stack buffer; fd is the status pipe, open until exec.
+    // SAFETY: msg is a live 8-byte buffer on this stack; fd is the status pipe,
+    // open in this child's fd table until exec.
     unsafe {
-        libc::syscall(
+        raw::syscall(
             libc::SYS_write,
-            fd.as_raw_fd() as c_long,
-            msg.as_ptr(),
-            msg.len(),
+            [fd as usize, msg.as_ptr() as usize, msg.len(), 0, 0, 0],
         )
     };
-}
-
-fn prctl(step: Step, option: c_int, arg2: c_long) -> Result<c_long, Failure> {
-    // SAFETY: the prctl options used here take integer arguments only.
-    check(
-        unsafe { libc::syscall(libc::SYS_prctl, option as c_long, arg2, 0, 0, 0) },
-        step,
-    )
-}
-
-fn parent_death(p: &ChildProgram<'_>, step: Step) -> Result<(), Failure> {
-    prctl(step, libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_long)?;
-    // SAFETY: getppid takes no arguments and cannot fail.
-    let ppid = unsafe { libc::syscall(libc::SYS_getppid) };
-    if ppid as i32 != p.parent_pid {
-        return Err(Failure(step, libc::ESRCH));
-    }
-    Ok(())
-}
-
-fn signals() -> Result<(), Failure> {
-    // The kernel's struct sigaction on x86_64: handler, flags, restorer, mask.
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: usize,
-        flags: u64,
-        restorer: usize,
-        mask: u64,
-    }
-    let dfl = KernelSigaction {
-        handler: libc::SIG_DFL,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: dfl is a live, correctly laid out kernel sigaction; the old-action
-        // pointer is NULL; 8 is the kernel's sigset size on x86_64.
-        check(
-            unsafe {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    sig as c_long,
-                    &dfl as *const KernelSigaction,
-                    std::ptr::null::<KernelSigaction>(),
-                    8usize,
-                )
-            },
-            Step::Signals,
-        )?;
-    }
-    let empty: u64 = 0;
-    // SAFETY: empty is a live 8-byte signal set; the old-set pointer is NULL.
-    check(
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK as c_long,
-                &empty as *const u64,
-                std::ptr::null::<u64>(),
-                8usize,
-            )
-        },
-        Step::Signals,
-    )?;
-    Ok(())
-}
-
-fn apply(p: &ChildProgram<'_>) -> Result<(), Failure> {
-    // 0. Signals.
-    signals()?;
-    // 1. Execution domain, then session.
-    // SAFETY: integer argument; PER_LINUX (0) clears every personality flag.
-    check(
-        unsafe { libc::syscall(libc::SYS_personality, 0 as c_long) },
-        Step::Personality,
-    )?;
-    // SAFETY: setsid takes no arguments.
-    check(unsafe { libc::syscall(libc::SYS_setsid) }, Step::Session)?;
-    // 2. Parent death.
-    parent_death(p, Step::ParentDeath)?;
-    // 3. cgroup join: the kernel moves the writing process.
-    for fd in p.cgroup_join {
-        // SAFETY: the buffer is a 1-byte static; fd is an open cgroup file owned by the parent.
-        let n = check(
-            unsafe {
-                libc::syscall(
-                    libc::SYS_write,
-                    fd.as_raw_fd() as c_long,
-                    b"0".as_ptr(),
-                    1usize,
-                )
-            },
-            Step::CgroupJoin,
-        )?;
-        if n != 1 {
-            return Err(Failure(Step::CgroupJoin, libc::EIO));
-        }
-    }
-    // 4. rlimits.
-    for r in p.rlimits {
-        let lim = libc::rlimit64 {
-            rlim_cur: r.value,
-            rlim_max: r.value,
-        };
-        // SAFETY: lim is a live rlimit64; the old-limit pointer is NULL; pid 0 = self.
-        check(
-            unsafe {
-                libc::syscall(
-                    libc::SYS_prlimit64,
-                    0 as c_long,
-                    r.resource as c_long,
-                    &lim as *const libc::rlimit64,
-                    std::ptr::null::<libc::rlimit64>(),
-                )
-            },
-            Step::Rlimits,
-        )?;
-    }
-    // 5. Bounding set (needs CAP_SETPCAP: before the uid switch).
-    if let Some(last) = p.bounding_last_cap {
-        for cap in 0..=last {
-            prctl(Step::CapBounding, libc::PR_CAPBSET_DROP, cap as c_long)?;
-        }
-    }
-    // 6. Identity: groups first (needs CAP_SETGID), then gid, then uid.
-    if let Some((uid, gid)) = p.identity {
-        // SAFETY: size 0 with a NULL list clears the supplementary groups.
-        check(
-            unsafe { libc::syscall(libc::SYS_setgroups, 0 as c_long, std::ptr::null::<u32>()) },
-            Step::Groups,
-        )?;
-        // SAFETY: integer arguments only.
-        check(
-            unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) },
-            Step::Gid,
-        )?;
-        // SAFETY: integer arguments only.
-        check(
-            unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) },
-            Step::Uid,
-        )?;
-    }
-    // 7. Effective, permitted, inheritable: empty; then ambient.
-    let header = CapHeader {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
-    };
-    let data = [CapData {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: header and data are live; version 3 takes exactly two data structs.
-    check(
-        unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) },
-        Step::Caps,
-    )?;
-    // (setresuid from root cleared the ambient set already; this covers non-root.)
-    // SAFETY: integer-only prctl.
-    check(
-        unsafe {
-            libc::syscall(
-                libc::SYS_prctl,
-                libc::PR_CAP_AMBIENT as c_long,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL as c_long,
-                0,
-                0,
-                0,
-            )
-        },
-        Step::CapAmbient,
-    )?;
-    // 8. The credential change cleared PDEATHSIG.
-    parent_death(p, Step::ParentDeathRearm)?;
-    // 9. cwd and umask.
-    // SAFETY: cwd is a NUL-terminated string owned by the parent's (copied) memory.
-    check(
-        unsafe { libc::syscall(libc::SYS_chdir, p.cwd.as_ptr()) },
-        Step::Chdir,
-    )?;
-    // SAFETY: integer argument; umask cannot fail.
-    check(
-        unsafe { libc::syscall(libc::SYS_umask, 0o077 as c_long) },
-        Step::Umask,
-    )?;
-    // 10. no_new_privs.
-    prctl(Step::NoNewPrivs, libc::PR_SET_NO_NEW_PRIVS, 1)?;
-    // 11. Landlock.
-    let (ruleset, flags) = p.landlock;
-    // SAFETY: ruleset is an open Landlock ruleset fd owned by the parent.
-    check(
-        unsafe {
-            libc::syscall(
-                libc::SYS_landlock_restrict_self,
-                ruleset.as_raw_fd() as c_long,
-                flags as c_long,
-            )
-        },
-        Step::Landlock,
-    )?;
-    // 12. Stdio onto 0, 1, 2 (sources are >= 3, so dup2 never aliases), then
-    //     everything else but the status and go pipes closed.
-    for (target, fd) in p.stdio.iter().enumerate() {
-        // SAFETY: fd is open (owned by the parent); target is 0..=2.
-        check(
-            unsafe { libc::syscall(libc::SYS_dup2, fd.as_raw_fd() as c_long, target as c_long) },
-            Step::Stdio,
-        )?;
-    }
-    // Everything else is closed now (not only marked close-on-exec): the
-    // seccomp listener, if any, must find a free fd below RLIMIT_NOFILE.
-    let (a, b) = {
-        let (s, g) = (p.status.as_raw_fd() as u32, p.go.as_raw_fd() as u32);
-        (s.min(g), s.max(g))
-    };
-    for (first, last) in [
-        (3, a.wrapping_sub(1)),
-        (a + 1, b.wrapping_sub(1)),
-        (b + 1, u32::MAX),
-    ] {
-        let first = first.max(3);
-        if first > last {
-            continue;
-        }
-        // SAFETY: integer arguments only; the status and go pipes are outside the ranges.
-        check(
-            unsafe {
-                libc::syscall(
-                    libc::SYS_close_range,
-                    c_long::from(first),
-                    c_long::from(last),
-                    0 as c_long,
-                )
-            },
-            Step::CloseRange,
-        )?;
-    }
-    // 13. seccomp, last.
-    for f in p.seccomp {
-        let prog = libc::sock_fprog {
-            len: f.program.len() as u16,
-            filter: f.program.as_ptr() as *mut libc::sock_filter,
-        };
-        // SAFETY: prog points at a live program of `len` instructions; the kernel copies it.
-        let ret = check(
-            unsafe {
-                libc::syscall(
-                    libc::SYS_seccomp,
-                    libc::SECCOMP_SET_MODE_FILTER as c_long,
-                    f.flags as c_long,
-                    &prog as *const libc::sock_fprog,
-                )
-            },
-            Step::Seccomp,
-        )?;
-        // With a listener the return value is its fd (CLOEXEC: gone at execve).
-        if f.flags & NEW_LISTENER != 0 {
-            report(p.status, Step::SeccompListener, ret as i32);
-        }
-    }
-    // 14. Ready; wait for go (EOF = the supervisor aborted the run).
-    report(p.status, Step::Ready, 0);
-    let mut go = [0u8; 1];
-    loop {
-        // SAFETY: go is a live 1-byte buffer; the fd is the go pipe's read end.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_read,
-                p.go.as_raw_fd() as c_long,
-                go.as_mut_ptr(),
-                1usize,
-            )
-        };
-        match n {
-            1 => break,
-            n if n < 0 && errno() == libc::EINTR => continue,
-            _ => return Err(Failure(Step::Ready, 0)),
-        }
-    }
-    // 15. exec.
-    // SAFETY: path, argv and envp are NUL-terminated / NULL-terminated arrays of
-    // pointers into parent-owned CStrings, all live in this copy of the memory.
-    unsafe {
-        libc::syscall(
-            libc::SYS_execve,
-            p.exec_path.as_ptr(),
-            p.argv.as_ptr(),
-            p.envp.as_ptr(),
-        )
-    };
-    Err(Failure(Step::Exec, errno()))
 }
