@@ -152,6 +152,14 @@ impl Observer for RunObserver {
         self.inner.denial(denial).await
     }
 
+    async fn denials(&self, batch: &[Denial]) -> Result<(), ObserverError> {
+        Observer::denials(&self.inner, batch).await
+    }
+
+    async fn lost(&self, source: &str, detail: &str) -> Result<(), ObserverError> {
+        self.inner.lost(source, detail).await
+    }
+
     async fn redacted(&self, receipts: &[RedactionReceipt]) -> Result<(), ObserverError> {
         self.inner.redacted(receipts).await
     }
