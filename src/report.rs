@@ -191,6 +191,20 @@ pub enum DenialLayer {
     Policy,
 }
 
+impl DenialLayer {
+    /// The layer's name as recorded (`landlock-fs`, `seccomp`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            DenialLayer::LandlockFs => "landlock-fs",
+            DenialLayer::LandlockNet => "landlock-net",
+            DenialLayer::LandlockScope => "landlock-scope",
+            DenialLayer::Seccomp => "seccomp",
+            DenialLayer::Cgroup => "cgroup",
+            DenialLayer::Policy => "policy",
+        }
+    }
+}
+
 /// One denial, attributed to a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Denial {

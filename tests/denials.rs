@@ -432,6 +432,83 @@ fn supervisor_enforced_limits_are_denials_too() {
 }
 
 #[test]
+fn a_denial_flood_is_recorded_up_to_the_cap_then_counted() {
+    if !gate() {
+        return;
+    }
+    // 1500 refused bpf() calls: every one refused by the kernel, the first 1000
+    // recorded one by one, the rest counted in one `denials-lost` record.
+    let r = run(
+        &strict(),
+        &py("import ctypes\n\
+             l = ctypes.CDLL(None, use_errno=True)\n\
+             refused = 0\n\
+             for i in range(1500):\n    \
+                 if l.syscall(321, 0, 0, 0) == -1 and ctypes.get_errno() == 1: refused += 1\n\
+             print('refused', refused)"),
+    );
+    util::assert_code(&r.out, 0);
+    assert!(
+        util::stdout(&r.out).contains("refused 1500"),
+        "{}",
+        util::stderr(&r.out)
+    );
+    // With kernel audit on, the interpreter's start-up refusals (locale files)
+    // come too, and may arrive on either side of the cap.
+    let denials = r.denials();
+    assert_eq!(denials.len(), 1000, "the first 1000 are recorded");
+    let bpf = denials
+        .iter()
+        .filter(|d| d["denial"]["object"] == "bpf")
+        .count() as u64;
+    assert!(
+        bpf > 900,
+        "the flood is what was recorded: {bpf} bpf denials"
+    );
+    let exited = r
+        .records
+        .iter()
+        .find(|x| x["kind"] == "run-exited")
+        .unwrap();
+    let total = exited["exit"]["denials"].as_u64().unwrap_or(0);
+    assert!(total >= 1500, "run-exited counts every denial: {total}");
+    let capped: Vec<&Value> = r
+        .records
+        .iter()
+        .filter(|x| x["kind"] == "denials-lost" && x["source"] == "cap")
+        .collect();
+    assert_eq!(capped.len(), 1, "one record for the rest: {capped:#?}");
+    assert_eq!(capped[0]["runs"][0], r.id.as_str());
+    let detail = capped[0]["detail"].as_str().unwrap_or("");
+    let counted: u64 = detail
+        .rsplit(": ")
+        .next()
+        .unwrap_or("")
+        .split(", ")
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(
+        detail.starts_with(&format!("{} more denials", total - 1000))
+            && counted == total - 1000
+            && detail.contains("seccomp "),
+        "{detail}"
+    );
+    assert!(
+        capped[0]["seq"].as_u64() < exited["seq"].as_u64(),
+        "the count comes before run-exited"
+    );
+    util::assert_code(
+        &util::output(util::enforcecore(["audit", "verify"]).arg(&r.trail)),
+        0,
+    );
+}
+
+#[test]
 fn kernel_audit_is_left_as_it_was() {
     if !gate() {
         return;
