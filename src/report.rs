@@ -174,7 +174,7 @@ impl ExitReport {
 }
 
 /// The layer that refused something.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DenialLayer {
     /// Landlock filesystem rule.

@@ -69,6 +69,7 @@ pub mod cgroup;
 pub mod denials;
 pub mod outcome;
 pub mod record;
+mod reported;
 mod run;
 pub mod spawn;
 pub mod stdio;
@@ -89,10 +90,11 @@ pub const OUTPUT_SETTLE: Duration = Duration::from_millis(2);
 /// After the tree is killed, how long the output pumps may take to drain.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-/// Denials of one run recorded one by one. A tool can be refused as fast as it
-/// can make syscalls; past this many, further denials are only counted by
-/// layer, and the run ends with one `denials-lost` record (source `cap`)
-/// giving the counts — the trail and the supervisor's memory stay bounded.
+/// Denials of one run recorded one by one, in all (and [`reported::PER_KIND`] of
+/// each kind). A tool can be refused as fast as it can make syscalls; past
+/// these bounds further denials are only counted by layer, and the run ends
+/// with one `denials-lost` record (source `cap`) giving the counts — the trail
+/// and the supervisor's memory stay bounded.
 pub const DENIALS_PER_RUN: usize = 1000;
 
 /// Error from an [`Observer`] hook.

@@ -6,15 +6,16 @@ use std::time::Instant;
 use tokio::time::timeout;
 
 use super::cgroup::{self as cg, Cgroups, Final};
-use super::denials::{self, Feed, FeedItem, Hints};
+use super::denials::{self, Feed, Hints};
 use super::outcome::{self, Enforced};
+use super::reported::Reported;
 use super::spawn::{self, Child, SetupFailure};
 use super::stdio::{self, OutputCap, ToolPipes};
 use super::{
     Clock, DRAIN_GRACE, OUTPUT_SETTLE, Observer, RunOutcome, RunRequest, SETUP_TIMEOUT,
     SuperviseError,
 };
-use crate::report::{Denial, DenialLayer, ExitCause, ExitReport};
+use crate::report::{ExitCause, ExitReport};
 use crate::sandbox::cgroup::{CgroupLimits, CgroupPool, RunCgroup};
 use crate::sandbox::rundir::{self, RunDir};
 use crate::sandbox::{Plan, PlanRequest};
@@ -279,9 +280,9 @@ pub async fn execute(
     let items = feed.settle().await;
     tracing::debug!(us = clock.us(), "run: denial feed settled");
     reported.items(items, observer).await;
-    reported.close_cap(observer).await;
+    reported.close(observer).await;
     drop(feed);
-    let beyond_cap: u64 = reported.beyond_cap.iter().map(|(_, n)| n).sum();
+    let beyond_cap = reported.beyond_cap();
     let mut denials = reported.denials;
     let earlier_error = reported.observer_error;
     let ended = outcome::denials(pid, enforced, fin.events, &sandbox.limits, cap.total());
@@ -329,80 +330,6 @@ pub async fn execute(
         receipts,
         observer_error,
     })
-}
-
-/// What the feed delivered and the observer was told.
-#[derive(Default)]
-struct Reported {
-    /// Recorded one by one (at most [`super::DENIALS_PER_RUN`]).
-    denials: Vec<Denial>,
-    /// Denials past the cap, counted by layer.
-    beyond_cap: Vec<(DenialLayer, u64)>,
-    observer_error: Option<String>,
-}
-
-impl Reported {
-    /// Report a batch: the denials together (one group commit in the trail),
-    /// then the losses. Denials past the per-run cap are only counted.
-    async fn items(&mut self, items: Vec<FeedItem>, observer: &dyn Observer) {
-        let mut batch = Vec::new();
-        let mut lost = Vec::new();
-        for i in items {
-            match i {
-                FeedItem::Denial(d)
-                    if self.denials.len() + batch.len() < super::DENIALS_PER_RUN =>
-                {
-                    batch.push(d)
-                }
-                FeedItem::Denial(d) => self.count_beyond_cap(d.layer),
-                FeedItem::Lost { source, detail } => lost.push((source, detail)),
-            }
-        }
-        if !batch.is_empty() {
-            if let Err(e) = observer.denials(&batch).await {
-                self.observer_error
-                    .get_or_insert(format!("recording a denial failed: {e}"));
-            }
-            self.denials.extend(batch);
-        }
-        for (source, detail) in lost {
-            self.lost(&source, &detail, observer).await;
-        }
-    }
-
-    fn count_beyond_cap(&mut self, layer: DenialLayer) {
-        match self.beyond_cap.iter_mut().find(|(l, _)| *l == layer) {
-            Some((_, n)) => *n += 1,
-            None => self.beyond_cap.push((layer, 1)),
-        }
-    }
-
-    /// Once the run's denials are all in: one record for those past the cap.
-    async fn close_cap(&mut self, observer: &dyn Observer) {
-        if self.beyond_cap.is_empty() {
-            return;
-        }
-        let total: u64 = self.beyond_cap.iter().map(|(_, n)| n).sum();
-        let by_layer: Vec<String> = self
-            .beyond_cap
-            .iter()
-            .map(|(l, n)| format!("{} {n}", l.name()))
-            .collect();
-        let detail = format!(
-            "{total} more denials were counted but not recorded one by one (the run's first {} \
-             were): {}",
-            super::DENIALS_PER_RUN,
-            by_layer.join(", ")
-        );
-        self.lost("cap", &detail, observer).await;
-    }
-
-    async fn lost(&mut self, source: &str, detail: &str, observer: &dyn Observer) {
-        if let Err(e) = observer.lost(source, detail).await {
-            self.observer_error
-                .get_or_insert(format!("recording lost denials failed: {e}"));
-        }
-    }
 }
 
 fn setup_error(f: SetupFailure, plan: &Plan) -> SuperviseError {
