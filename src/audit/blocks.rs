@@ -25,8 +25,12 @@ use super::json_syntax;
 use super::line::{self, MAX_LINE};
 use super::record::RecordHash;
 
-/// Block size: larger than any record line.
+/// Largest block: larger than any record line.
 pub const BLOCK: usize = 2 * MAX_LINE;
+/// Bytes read for a block, unless its first line is longer: small enough
+/// that a block stays in a core's L2 cache between the passes over it (the
+/// read's copy, the helper's hashes and JSON check, the verifier's parse).
+pub const READ_TARGET: usize = 128 << 10;
 
 /// Whole lines of the input.
 pub struct Block {
@@ -120,6 +124,8 @@ pub fn for_each(
         let mut reader = Reader::new(input);
         let mut pending = 0usize;
         loop {
+            // Reading is this thread's work too: it counts when balancing.
+            let read = Instant::now();
             // Keep the helper one block ahead of us.
             while pending < 2 {
                 match reader.next_block()? {
@@ -135,6 +141,7 @@ pub fn for_each(
             if pending == 0 {
                 return Ok(reader.end);
             }
+            let read = read.elapsed();
             let b = from_helper
                 .recv()
                 .map_err(|_| io::Error::other("the JSON checker thread stopped"))?;
@@ -142,8 +149,9 @@ pub fn for_each(
             let t = Instant::now();
             let go_on = f(&b);
             // Balance the hashing between the two threads: whichever took
-            // longer on this block hashes a sixteenth less of the next ones.
-            if b.helper_time > t.elapsed() {
+            // longer on this block (this one: reading and judging it) hashes
+            // a sixteenth less of the next ones.
+            if b.helper_time > read + t.elapsed() {
                 reader.share = reader.share.saturating_sub(1);
             } else {
                 reader.share = (reader.share + 1).min(16);
@@ -218,18 +226,31 @@ impl<'a> Reader<'a> {
         let mut filled = self.carry.len();
         data[..filled].copy_from_slice(&self.carry);
         self.carry.clear();
-        while filled < BLOCK {
-            match self.input.read(&mut data[filled..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
+        // Read up to the target; past it only while the block has no
+        // complete line yet.
+        let mut want = READ_TARGET.max(filled);
+        let mut len = 0;
+        while filled < BLOCK && !self.eof {
+            while filled < want {
+                match self.input.read(&mut data[filled..want]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
             }
+            len = memchr::memrchr(b'\n', &data[..filled]).map_or(0, |i| i + 1);
+            if len > 0 {
+                break;
+            }
+            want = (want * 2).min(BLOCK);
         }
-        let len = memchr::memrchr(b'\n', &data[..filled]).map_or(0, |i| i + 1);
+        if len == 0 {
+            len = memchr::memrchr(b'\n', &data[..filled]).map_or(0, |i| i + 1);
+        }
         self.carry.extend_from_slice(&data[len..filled]);
         if self.eof && !self.carry.is_empty() {
             self.end = End::Torn(self.carry.len());
