@@ -45,6 +45,8 @@ pub struct Block {
     /// Per line, for the lines the helper hashed: SHA-256 of the line
     /// without its last 75 bytes (the hashing rule of [`line`]).
     hashes: Vec<Option<RecordHash>>,
+    /// Offset of each line's `\n` in the block (found once, by the helper).
+    ends: Vec<usize>,
     /// Lines whose index modulo 16 is below this are hashed by the helper.
     share: usize,
     /// Time the helper spent on the block.
@@ -55,6 +57,11 @@ impl Block {
     /// The block's bytes: whole lines, each ending in `\n`.
     pub fn bytes(&self) -> &[u8] {
         &self.data[..self.len]
+    }
+
+    /// Offset of each line's `\n`, in order.
+    pub fn ends(&self) -> &[usize] {
+        &self.ends
     }
 
     /// The hash of line `i` (`line` is its bytes): computed by the helper, or
@@ -169,7 +176,9 @@ pub fn for_each(
 fn precheck(b: &mut Block) {
     let mut start = 0;
     b.hashes.clear();
+    b.ends.clear();
     for (i, nl) in memchr::memchr_iter(b'\n', &b.data[..b.len]).enumerate() {
+        b.ends.push(nl);
         let l = &b.data[start..nl];
         start = nl + 1;
         b.hashes.push((i % 16 < b.share).then(|| hash_line(l)));
@@ -182,11 +191,18 @@ fn precheck(b: &mut Block) {
     }
 }
 
+/// A block's allocations, kept for the next block.
+struct Buffers {
+    data: Vec<u8>,
+    hashes: Vec<Option<RecordHash>>,
+    ends: Vec<usize>,
+}
+
 struct Reader<'a> {
     input: &'a mut dyn Read,
     /// Bytes read but not yet handed out (a partial line).
     carry: Vec<u8>,
-    spare: VecDeque<(Vec<u8>, Vec<Option<RecordHash>>)>,
+    spare: VecDeque<Buffers>,
     /// The helper's share of the hashing, in sixteenths.
     share: usize,
     offset: u64,
@@ -209,7 +225,11 @@ impl<'a> Reader<'a> {
 
     fn recycle(&mut self, b: Block) {
         if self.spare.len() < 4 {
-            self.spare.push_back((b.data, b.hashes));
+            self.spare.push_back(Buffers {
+                data: b.data,
+                hashes: b.hashes,
+                ends: b.ends,
+            });
         }
     }
 
@@ -219,10 +239,15 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         // Buffers keep their full length: no zeroing per block.
-        let (mut data, hashes) = self
-            .spare
-            .pop_front()
-            .unwrap_or_else(|| (vec![0u8; BLOCK], Vec::new()));
+        let Buffers {
+            mut data,
+            hashes,
+            ends,
+        } = self.spare.pop_front().unwrap_or_else(|| Buffers {
+            data: vec![0u8; BLOCK],
+            hashes: Vec::new(),
+            ends: Vec::new(),
+        });
         let mut filled = self.carry.len();
         data[..filled].copy_from_slice(&self.carry);
         self.carry.clear();
@@ -269,6 +294,7 @@ impl<'a> Reader<'a> {
             offset: self.offset,
             bad_json: None,
             hashes,
+            ends,
             share: self.share,
             helper_time: Duration::ZERO,
         };
