@@ -9,12 +9,13 @@
 //! The verifier (inline and with its helper thread, with and without a key),
 //! the record reader and the table formatter must never panic or hang; inline
 //! and threaded verification must agree; any change to the signed trail must
-//! be caught with the key; the JSON syntax checker must agree with serde_json.
+//! be caught with the key; the JSON syntax checker must agree with serde_json,
+//! and its bitmask fast path must never accept what serde_json rejects.
 
 use ed25519_dalek::SigningKey;
 use enforcecore::audit::reader::Record;
 use enforcecore::audit::verify::Verifier;
-use enforcecore::audit::{json_syntax, line, summary};
+use enforcecore::audit::{json_scan, json_syntax, line, summary};
 use libfuzzer_sys::fuzz_target;
 
 const SEED: &[u8] = include_bytes!("../seeds/audit_trail.jsonl");
@@ -82,6 +83,10 @@ fuzz_target!(|input: &[u8]| {
         let serde_ok = std::str::from_utf8(l).is_ok()
             && l.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{')
             && serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok();
+        // The bitmask fast path only ever accepts valid JSON.
+        if json_scan::object_ok(l) {
+            assert!(serde_ok, "fast path: {:?}", String::from_utf8_lossy(l));
+        }
         let depth = l.iter().filter(|&&b| b == b'{' || b == b'[').count();
         if depth < json_syntax::MAX_DEPTH {
             assert_eq!(

@@ -25,8 +25,14 @@ use super::json_syntax;
 use super::line::{self, MAX_LINE};
 use super::record::RecordHash;
 
-/// Block size: larger than any record line.
+/// Largest block: larger than any record line.
 pub const BLOCK: usize = 2 * MAX_LINE;
+/// Bytes read for a block, unless its first line is longer. Measured
+/// against 128 KiB (kept in L2 between passes) and 2 MiB: the same on one
+/// core, and with two threads 1 MiB did best while other processes loaded
+/// the machine (each block is a hand-off between the threads, and under load
+/// every hand-off waits for the scheduler).
+pub const READ_TARGET: usize = 1 << 20;
 
 /// Whole lines of the input.
 pub struct Block {
@@ -41,6 +47,8 @@ pub struct Block {
     /// Per line, for the lines the helper hashed: SHA-256 of the line
     /// without its last 75 bytes (the hashing rule of [`line`]).
     hashes: Vec<Option<RecordHash>>,
+    /// Offset of each line's `\n` in the block (found once, by the helper).
+    ends: Vec<usize>,
     /// Lines whose index modulo 16 is below this are hashed by the helper.
     share: usize,
     /// Time the helper spent on the block.
@@ -51,6 +59,11 @@ impl Block {
     /// The block's bytes: whole lines, each ending in `\n`.
     pub fn bytes(&self) -> &[u8] {
         &self.data[..self.len]
+    }
+
+    /// Offset of each line's `\n`, in order.
+    pub fn ends(&self) -> &[usize] {
+        &self.ends
     }
 
     /// The hash of line `i` (`line` is its bytes): computed by the helper, or
@@ -120,6 +133,8 @@ pub fn for_each(
         let mut reader = Reader::new(input);
         let mut pending = 0usize;
         loop {
+            // Reading is this thread's work too: it counts when balancing.
+            let read = Instant::now();
             // Keep the helper one block ahead of us.
             while pending < 2 {
                 match reader.next_block()? {
@@ -135,6 +150,7 @@ pub fn for_each(
             if pending == 0 {
                 return Ok(reader.end);
             }
+            let read = read.elapsed();
             let b = from_helper
                 .recv()
                 .map_err(|_| io::Error::other("the JSON checker thread stopped"))?;
@@ -142,8 +158,9 @@ pub fn for_each(
             let t = Instant::now();
             let go_on = f(&b);
             // Balance the hashing between the two threads: whichever took
-            // longer on this block hashes a sixteenth less of the next ones.
-            if b.helper_time > t.elapsed() {
+            // longer on this block (this one: reading and judging it) hashes
+            // a sixteenth less of the next ones.
+            if b.helper_time > read + t.elapsed() {
                 reader.share = reader.share.saturating_sub(1);
             } else {
                 reader.share = (reader.share + 1).min(16);
@@ -161,7 +178,9 @@ pub fn for_each(
 fn precheck(b: &mut Block) {
     let mut start = 0;
     b.hashes.clear();
+    b.ends.clear();
     for (i, nl) in memchr::memchr_iter(b'\n', &b.data[..b.len]).enumerate() {
+        b.ends.push(nl);
         let l = &b.data[start..nl];
         start = nl + 1;
         b.hashes.push((i % 16 < b.share).then(|| hash_line(l)));
@@ -174,11 +193,18 @@ fn precheck(b: &mut Block) {
     }
 }
 
+/// A block's allocations, kept for the next block.
+struct Buffers {
+    data: Vec<u8>,
+    hashes: Vec<Option<RecordHash>>,
+    ends: Vec<usize>,
+}
+
 struct Reader<'a> {
     input: &'a mut dyn Read,
     /// Bytes read but not yet handed out (a partial line).
     carry: Vec<u8>,
-    spare: VecDeque<(Vec<u8>, Vec<Option<RecordHash>>)>,
+    spare: VecDeque<Buffers>,
     /// The helper's share of the hashing, in sixteenths.
     share: usize,
     offset: u64,
@@ -201,7 +227,11 @@ impl<'a> Reader<'a> {
 
     fn recycle(&mut self, b: Block) {
         if self.spare.len() < 4 {
-            self.spare.push_back((b.data, b.hashes));
+            self.spare.push_back(Buffers {
+                data: b.data,
+                hashes: b.hashes,
+                ends: b.ends,
+            });
         }
     }
 
@@ -211,25 +241,43 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         // Buffers keep their full length: no zeroing per block.
-        let (mut data, hashes) = self
-            .spare
-            .pop_front()
-            .unwrap_or_else(|| (vec![0u8; BLOCK], Vec::new()));
+        let Buffers {
+            mut data,
+            hashes,
+            ends,
+        } = self.spare.pop_front().unwrap_or_else(|| Buffers {
+            data: vec![0u8; BLOCK],
+            hashes: Vec::new(),
+            ends: Vec::new(),
+        });
         let mut filled = self.carry.len();
         data[..filled].copy_from_slice(&self.carry);
         self.carry.clear();
-        while filled < BLOCK {
-            match self.input.read(&mut data[filled..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
+        // Read up to the target; past it only while the block has no
+        // complete line yet.
+        let mut want = READ_TARGET.max(filled);
+        let mut len = 0;
+        while filled < BLOCK && !self.eof {
+            while filled < want {
+                match self.input.read(&mut data[filled..want]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
             }
+            len = memchr::memrchr(b'\n', &data[..filled]).map_or(0, |i| i + 1);
+            if len > 0 {
+                break;
+            }
+            want = (want * 2).min(BLOCK);
         }
-        let len = memchr::memrchr(b'\n', &data[..filled]).map_or(0, |i| i + 1);
+        if len == 0 {
+            len = memchr::memrchr(b'\n', &data[..filled]).map_or(0, |i| i + 1);
+        }
         self.carry.extend_from_slice(&data[len..filled]);
         if self.eof && !self.carry.is_empty() {
             self.end = End::Torn(self.carry.len());
@@ -248,6 +296,7 @@ impl<'a> Reader<'a> {
             offset: self.offset,
             bad_json: None,
             hashes,
+            ends,
             share: self.share,
             helper_time: Duration::ZERO,
         };

@@ -9,6 +9,10 @@
 //! Nesting is bounded by [`MAX_DEPTH`] and tracked in a fixed bit stack, so
 //! memory is O(1) whatever the input.
 //!
+//! Record bodies as the writer emits them are recognised first by the
+//! bitmask fast path of [`super::json_scan`]; only what it does not take
+//! (whitespace between tokens, errors) is parsed here byte by byte.
+//!
 //! It answers "is this JSON?", nothing more: it never interprets values, and
 //! it must never accept what `serde_json` would reject for our records (a
 //! differential property test and the `audit_reader` fuzz target hold it to
@@ -35,6 +39,9 @@ impl std::fmt::Display for SyntaxError {
 
 /// Check that `line` is exactly one JSON object (surrounding whitespace allowed).
 pub fn check_object(line: &[u8]) -> Result<(), SyntaxError> {
+    if super::json_scan::object_ok(line) {
+        return Ok(());
+    }
     if let Err(e) = std::str::from_utf8(line) {
         return Err(SyntaxError {
             offset: e.valid_up_to(),
@@ -58,6 +65,9 @@ pub fn check_object(line: &[u8]) -> Result<(), SyntaxError> {
 /// (`"name":value,...`, possibly empty), i.e. that `{` + `members` + `}` is an
 /// object. Used on a record's body once its fixed header has been parsed.
 pub fn check_members(members: &[u8]) -> Result<(), SyntaxError> {
+    if super::json_scan::members_ok(members) {
+        return Ok(());
+    }
     if let Err(e) = std::str::from_utf8(members) {
         return Err(SyntaxError {
             offset: e.valid_up_to(),

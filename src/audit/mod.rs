@@ -73,6 +73,7 @@ pub(crate) mod batch;
 pub(crate) mod blocks;
 pub(crate) mod files;
 pub mod follow;
+pub mod json_scan;
 pub mod json_syntax;
 pub mod keys;
 pub mod line;

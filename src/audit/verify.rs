@@ -113,7 +113,7 @@ impl Verifier {
         let end = blocks::for_each(&mut input, self.parallel, &mut |b| {
             let bytes = b.bytes();
             let mut start = 0;
-            for (i, nl) in memchr::memchr_iter(b'\n', bytes).enumerate() {
+            for (i, &nl) in b.ends().iter().enumerate() {
                 let bad_json = b.bad_json.as_ref().filter(|(at, _)| *at == i);
                 let hash = b.hash(i, &bytes[start..nl]);
                 self.line(
