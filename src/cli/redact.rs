@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::policy::{self, Strategy};
-use crate::redact::{Engine, Key, StreamFilter};
+use crate::redact::{Engine, Key, RedactError, Stream, StreamFilter};
 use crate::report::RedactionReceipt;
 
 /// Arguments of `enforcecore redact`.
@@ -106,9 +106,11 @@ fn engine(args: &RedactArgs) -> anyhow::Result<Engine> {
     })
 }
 
-/// Copy stdin to stdout through one redacting stream.
+/// Copy stdin to stdout through one redacting stream: on two threads (one
+/// reads and classifies, one detects and writes) when there is a second CPU,
+/// otherwise on this one. The output is the same either way.
 fn filter(engine: &Arc<Engine>) -> anyhow::Result<Vec<RedactionReceipt>> {
-    let mut input = File::from(
+    let input = File::from(
         io::stdin()
             .as_fd()
             .try_clone_to_owned()
@@ -121,6 +123,25 @@ fn filter(engine: &Arc<Engine>) -> anyhow::Result<Vec<RedactionReceipt>> {
             .context("cannot use stdout")?,
     );
     let mut stream = engine.stream("stdin");
+    let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    if two_cpus {
+        return match stream.pump(input, &mut output) {
+            Ok(()) => Ok(stream.receipts()),
+            Err(RedactError::Write { source }) if source.kind() == io::ErrorKind::BrokenPipe => {
+                Ok(stream.receipts())
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
+    serial(input, &mut output, &mut stream)
+}
+
+/// The filter on one thread.
+fn serial(
+    mut input: File,
+    output: &mut File,
+    stream: &mut Stream,
+) -> anyhow::Result<Vec<RedactionReceipt>> {
     let mut buf = vec![0u8; CHUNK];
     let mut out = Vec::with_capacity(CHUNK + CHUNK / 4);
     loop {
@@ -132,13 +153,13 @@ fn filter(engine: &Arc<Engine>) -> anyhow::Result<Vec<RedactionReceipt>> {
         };
         out.clear();
         stream.push(&buf[..n], &mut out);
-        if !write(&mut output, &out)? {
+        if !write(output, &out)? {
             return Ok(stream.receipts());
         }
     }
     out.clear();
     stream.finish(&mut out);
-    write(&mut output, &out)?;
+    write(output, &out)?;
     Ok(stream.receipts())
 }
 
