@@ -25,7 +25,7 @@ use super::custom::Cursor;
 use super::engine::Engine;
 use super::literal::{Literals, PemEvent};
 use super::replace::{Receipts, Value, replacement};
-use super::scan::{Runner, Scan, Scanner, Trigger};
+use super::scan::{Runner, Scan, Scanner, Stretch, Trigger};
 use super::text::Window;
 use super::{DetectorKind, Label, StreamFilter};
 use crate::report::RedactionReceipt;
@@ -133,26 +133,29 @@ impl Stream {
     /// only): from now on bytes come in through [`Stream::push_found`].
     pub(crate) fn hand_off_finding(&mut self) {
         debug_assert!(self.is_fresh());
-        self.scan = Scanner::Fed(Runner::default());
+        self.scan = Scanner::Fed(Runner::new(self.engine.scan_kinds));
     }
 
     /// Consume `input` whose byte-class triggers (every one before absolute
-    /// `found_to`) another thread has found; `eof` ends the stream.
+    /// `found_to`, except in `stretches`, left to this stream to find)
+    /// another thread has found; `eof` ends the stream.
     pub(crate) fn push_found(
         &mut self,
         input: &[u8],
         triggers: &[Trigger],
         found_to: u64,
+        stretches: &[Stretch],
         eof: bool,
         out: &mut Vec<u8>,
     ) {
         if self.eof {
             return;
         }
-        if let Scanner::Fed(r) = &mut self.scan {
-            r.feed(triggers, found_to);
-        }
         self.buf.extend_from_slice(input);
+        if let Scanner::Fed(r) = &mut self.scan {
+            let w = Window::new(&self.buf, false);
+            r.feed(triggers, found_to, stretches, &w, self.base);
+        }
         self.eof = eof;
         if eof || !input.is_empty() {
             self.process(out);

@@ -2,12 +2,14 @@
 //!
 //! A finder thread reads the input and classifies it, 64 bytes at a time,
 //! into the positions where byte-class detectors must run (`scan::Finder`:
-//! about half of the work on ordinary log text). The calling thread receives
-//! each piece with its trigger positions and does the rest, exactly as a
-//! single-threaded stream would: the detectors at those positions, the
-//! literal and custom scanners, merging, replacing, writing. The positions
-//! are the ones the single-threaded scanner would find, in the same order, so
-//! the output and the receipts are byte for byte the same.
+//! the larger part of the work on ordinary log text). The calling thread
+//! receives each piece with its trigger positions and does the rest, exactly
+//! as a single-threaded stream would: the detectors at those positions, the
+//! literal and custom scanners, merging, replacing, writing. To balance the
+//! two, the finder leaves a stretch of about [`SHARE`] of each large piece
+//! to the calling thread, which classifies it itself (`scan::Stretch`). The
+//! positions are the ones the single-threaded scanner would find, in the same
+//! order, so the output and the receipts are byte for byte the same.
 //!
 //! Every piece is handed over as soon as `read()` returns it and its output
 //! is written before the next one is taken, so an interactive stream is
@@ -20,7 +22,7 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 use super::RedactError;
-use super::scan::{Finder, Trigger};
+use super::scan::{Finder, Stretch, Trigger};
 use super::stream::Stream;
 use super::text::Window;
 
@@ -29,6 +31,11 @@ mod tests;
 
 /// Largest read (a pipe holds 64 KiB).
 pub(crate) const CHUNK: usize = 64 * 1024;
+
+/// The share of each piece whose triggers the detecting thread finds itself
+/// (in stretches the finder skips): it balances the two threads, the finder
+/// also paying for the reads.
+pub(crate) const SHARE: f32 = 0.3;
 
 /// Pieces in flight between the finder and the detectors.
 pub(crate) const DEPTH: usize = 4;
@@ -40,6 +47,8 @@ struct Piece {
     from: usize,
     to: usize,
     triggers: Vec<Trigger>,
+    /// Stretches whose triggers the receiving side finds itself.
+    stretches: Vec<Stretch>,
     /// Every trigger before this absolute position has been found.
     found_to: u64,
     eof: bool,
@@ -92,6 +101,7 @@ impl Stream {
                 &piece.buf[piece.from..piece.to],
                 &piece.triggers,
                 piece.found_to,
+                &piece.stretches,
                 piece.eof,
                 &mut out,
             );
@@ -170,13 +180,22 @@ fn find<R: Read>(mut input: R, kinds: u8, tx: &SyncSender<Found>, back: &Receive
                 from: 0,
                 to: 0,
                 triggers: Vec::new(),
+                stretches: Vec::new(),
                 found_to: 0,
                 eof: false,
             },
         };
         piece.triggers.clear();
+        piece.stretches.clear();
         let w = Window::new(&buf[..end], eof);
-        piece.found_to = finder.find(&w, base, &mut piece.triggers);
+        piece.found_to = finder.find(
+            &w,
+            base,
+            base + kept as u64,
+            SHARE,
+            &mut piece.triggers,
+            &mut piece.stretches,
+        );
         // Carry the history the finder still needs into the next buffer; the
         // piece's buffer (recycled from an earlier piece) becomes that buffer.
         let keep = finder.keep_from().clamp(base, base + end as u64);

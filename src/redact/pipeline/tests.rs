@@ -275,13 +275,15 @@ fn memory_stays_flat() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
     fn pumped_output_is_the_one_thread_output(
         input in fragments(),
-        repeat in 1usize..40,
-        sizes in prop::collection::vec(1usize..3000, 1..8),
+        repeat in 1usize..150,
+        // Small reads, and reads large enough that the finder leaves
+        // stretches to the other thread.
+        sizes in prop::collection::vec(prop_oneof![1usize..3000, 14_000usize..70_000], 1..8),
         strategy in prop::sample::select(vec![Strategy::Placeholder, Strategy::Mask, Strategy::Hash, Strategy::Remove]),
     ) {
         let e = full_engine(strategy);

@@ -20,7 +20,7 @@ mod feed;
 #[cfg(test)]
 pub(crate) mod reference;
 
-pub(crate) use feed::{Finder, Runner, Scanner, Trigger};
+pub(crate) use feed::{Finder, Runner, Scanner, Stretch, Trigger};
 
 pub(crate) use classify::{ASSIGN, AT, COLON, IBAN, NUM, URL};
 use classify::{BLOCK, Classes, block_triggers, classify};
@@ -111,6 +111,8 @@ pub(crate) struct Scan {
     prev: Classes,
     /// Trigger kinds to look for.
     kinds: u8,
+    /// Scan no block at or after this absolute position (a block boundary).
+    until: u64,
 }
 
 impl Scan {
@@ -125,7 +127,43 @@ impl Scan {
             hex_carry: false,
             prev: Classes::default(),
             kinds,
+            until: u64::MAX,
         }
+    }
+
+    /// Whether the scanner's state at block boundary `at` (an index of
+    /// `bytes`, absolute position a multiple of [`BLOCK`]) follows from the
+    /// bytes alone: the byte before it is not a hex digit, so no digit or hex
+    /// run carries into the block, and the classes of the block before it are
+    /// those of its bytes.
+    pub fn clean_boundary(bytes: &[u8], at: usize) -> bool {
+        at >= BLOCK && at <= bytes.len() && !bytes[at - 1].is_ascii_hexdigit()
+    }
+
+    /// A scanner that starts at the clean boundary `at` of `bytes` (absolute
+    /// `base + at`) and stops before absolute `until`: it finds the triggers
+    /// a scanner started at the beginning of the stream finds there.
+    pub fn starting_at(bytes: &[u8], at: usize, base: u64, kinds: u8, until: u64) -> Self {
+        debug_assert!(Self::clean_boundary(bytes, at));
+        let pos = base + at as u64;
+        Scan {
+            block: pos,
+            done: pos,
+            prev: classify(bytes, at - BLOCK),
+            until,
+            ..Scan::new(kinds)
+        }
+    }
+
+    /// Stop before absolute `until` (a block boundary at or after the block
+    /// being scanned).
+    pub fn stop_at(&mut self, until: u64) {
+        self.until = until;
+    }
+
+    /// Whether every block before `until` has been scanned.
+    pub fn reached_until(&self) -> bool {
+        self.block >= self.until && self.partial.is_none()
     }
 
     /// Scan what has arrived and run the detectors at its triggers. `w`
@@ -148,6 +186,9 @@ impl Scan {
         }
         loop {
             if self.partial.is_none() && self.done == self.block && !self.hot(w, base, act) {
+                return;
+            }
+            if self.block >= self.until {
                 return;
             }
             let complete = self.block + (BLOCK + 3) as u64 <= end || w.eof;
@@ -242,7 +283,8 @@ impl Scan {
         // block before it; a block is only reached here once it has fully
         // arrived, so the classes carried over are complete.
         let mut cur = classify(bytes, rel);
-        while rel + BLOCK + 3 <= bytes.len() {
+        let until = self.until.saturating_sub(base).min(usize::MAX as u64) as usize;
+        while rel + BLOCK + 3 <= bytes.len() && rel < until {
             let next = classify(bytes, rel + BLOCK);
             let t = block_triggers(bytes, rel, &prev, &cur, &next, nc, hc, self.kinds);
             let mut union = t.union;
