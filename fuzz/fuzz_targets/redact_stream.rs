@@ -60,7 +60,8 @@ static ENGINES: LazyLock<[Arc<Engine>; 4]> = LazyLock::new(|| {
     ]
 });
 
-/// Returns the input in reads of 1 to 4096 bytes chosen by `cut`.
+/// Returns the input in reads of 1 to 8192 bytes chosen by `cut` (reads of a
+/// few KiB make the reader thread leave stretches to the other).
 struct Pieces {
     data: Vec<u8>,
     at: usize,
@@ -70,7 +71,7 @@ struct Pieces {
 
 impl Read for Pieces {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = 1 + (usize::from(self.cut.rotate_left(self.k)) * 16 + self.k as usize) % 4096;
+        let want = 1 + (usize::from(self.cut.rotate_left(self.k)) * 32 + self.k as usize) % 8192;
         self.k += 1;
         let n = want.min(buf.len()).min(self.data.len() - self.at);
         buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);

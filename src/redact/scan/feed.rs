@@ -101,7 +101,7 @@ impl Finder {
     /// boundary about `share` before the end of the new bytes to the last
     /// clean boundary well before that end.
     fn stretch(&self, w: &Window, base: u64, fresh: u64, share: f32) -> Option<Stretch> {
-        const MIN_STRETCH: usize = 4096;
+        const MIN_STRETCH: usize = 1024;
         let len = w.len();
         let new = len.saturating_sub((fresh - base) as usize);
         if self.scan.kinds == 0
@@ -352,7 +352,7 @@ mod tests {
                 hits_of(&mut runner, &w, &mut got);
             }
             assert_eq!(got, want, "pieces of {piece}, share {share}");
-            assert_eq!(stretches_seen > 0, piece as f32 * share >= 4096.0);
+            assert_eq!(stretches_seen > 0, piece as f32 * share >= 1024.0);
         }
     }
 }
