@@ -260,3 +260,58 @@ fn a_closed_stdout_ends_the_filter_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn one_thread_and_two_threads_give_the_same_output_and_receipts() {
+    let dir = Dir::new("redact-threads");
+    let key = key(&dir);
+    // A few MB, so the two-thread filter hands over many pieces.
+    let mut input = Vec::new();
+    for i in 0..12_000 {
+        input.extend_from_slice(ORDINARY.as_bytes());
+        if i % 7 == 0 {
+            input.extend_from_slice(SECRETS.as_bytes());
+        }
+    }
+    let two = redact(&["--json", "--key", &key], &input);
+    let one = redact(&["--json", "--key", &key, "--single-thread"], &input);
+    util::assert_code(&two, 0);
+    util::assert_code(&one, 0);
+    assert!(two.stdout == one.stdout, "outputs differ");
+    assert_eq!(
+        String::from_utf8_lossy(&two.stderr),
+        String::from_utf8_lossy(&one.stderr)
+    );
+    assert!(!two.stdout.windows(8).any(|w| w == b"s3cretPw"));
+}
+
+#[test]
+fn a_line_is_forwarded_while_the_writer_waits() {
+    let mut child = util::enforcecore(["redact"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n") {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = tx.send(got);
+    });
+    // One line, then nothing until its redacted form has come back.
+    stdin.write_all(b"mail ops@example.com now\n").unwrap();
+    stdin.flush().unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(20));
+    drop(stdin);
+    let _ = child.wait();
+    reader.join().unwrap();
+    assert_eq!(got.as_deref(), Ok(&b"mail [REDACTED:EMAIL] now\n"[..]));
+}

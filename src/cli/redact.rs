@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::policy::{self, Strategy};
-use crate::redact::{Engine, Key, StreamFilter};
+use crate::redact::{Engine, Key, RedactError, Stream, StreamFilter};
 use crate::report::RedactionReceipt;
 
 /// Arguments of `enforcecore redact`.
@@ -43,6 +43,12 @@ pub struct RedactArgs {
     /// count and the keyed fingerprints of distinct values (never the values).
     #[arg(long, conflicts_with = "stats")]
     pub json: bool,
+    /// Redact on one thread. By default, when the machine has a second CPU,
+    /// one thread reads stdin and finds where detectors must look while
+    /// another runs them and writes: more throughput for a little more CPU
+    /// time. The output is the same either way.
+    #[arg(long)]
+    pub single_thread: bool,
 }
 
 const EXAMPLES: &str = "Examples:
@@ -58,10 +64,14 @@ described in docs/redaction.md.";
 /// input, the window and the output in cache).
 const CHUNK: usize = 64 * 1024;
 
+/// Capacity asked for the stdin pipe: 1 MiB, the default
+/// `/proc/sys/fs/pipe-max-size`, which any user may ask for.
+const PIPE_SIZE: i32 = 1 << 20;
+
 /// Execute `enforcecore redact`.
 pub fn execute(args: RedactArgs) -> anyhow::Result<u8> {
     let engine = Arc::new(engine(&args)?);
-    let receipts = filter(&engine)?;
+    let receipts = filter(&engine, !args.single_thread)?;
     if args.json {
         let mut err = io::stderr().lock();
         serde_json::to_writer_pretty(&mut err, &receipts)?;
@@ -106,9 +116,12 @@ fn engine(args: &RedactArgs) -> anyhow::Result<Engine> {
     })
 }
 
-/// Copy stdin to stdout through one redacting stream.
-fn filter(engine: &Arc<Engine>) -> anyhow::Result<Vec<RedactionReceipt>> {
-    let mut input = File::from(
+/// Copy stdin to stdout through one redacting stream: on two threads (one
+/// reads and classifies, one detects and writes) when `threads` allows and
+/// there is a second CPU, otherwise on this one. The output is the same
+/// either way.
+fn filter(engine: &Arc<Engine>, threads: bool) -> anyhow::Result<Vec<RedactionReceipt>> {
+    let input = File::from(
         io::stdin()
             .as_fd()
             .try_clone_to_owned()
@@ -121,6 +134,29 @@ fn filter(engine: &Arc<Engine>) -> anyhow::Result<Vec<RedactionReceipt>> {
             .context("cannot use stdout")?,
     );
     let mut stream = engine.stream("stdin");
+    let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    if threads && two_cpus {
+        // A larger pipe lets the writer run ahead and a read return more at
+        // once: fewer hand-overs between the threads. (On one thread it
+        // measured slower.) Not a pipe, or not allowed: no matter.
+        let _ = nix::fcntl::fcntl(input.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+        return match stream.pump(input, &mut output) {
+            Ok(()) => Ok(stream.receipts()),
+            Err(RedactError::Write { source }) if source.kind() == io::ErrorKind::BrokenPipe => {
+                Ok(stream.receipts())
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
+    serial(input, &mut output, &mut stream)
+}
+
+/// The filter on one thread.
+fn serial(
+    mut input: File,
+    output: &mut File,
+    stream: &mut Stream,
+) -> anyhow::Result<Vec<RedactionReceipt>> {
     let mut buf = vec![0u8; CHUNK];
     let mut out = Vec::with_capacity(CHUNK + CHUNK / 4);
     loop {
@@ -132,13 +168,13 @@ fn filter(engine: &Arc<Engine>) -> anyhow::Result<Vec<RedactionReceipt>> {
         };
         out.clear();
         stream.push(&buf[..n], &mut out);
-        if !write(&mut output, &out)? {
+        if !write(output, &out)? {
             return Ok(stream.receipts());
         }
     }
     out.clear();
     stream.finish(&mut out);
-    write(&mut output, &out)?;
+    write(output, &out)?;
     Ok(stream.receipts())
 }
 

@@ -33,6 +33,7 @@
 //! - `literal`: token prefixes and PEM blocks via one multi-literal search.
 //! - `custom`: policy regexes.
 //! - `stream`: the window, the frontier, merging, writing, receipts.
+//! - `pipeline`: [`Stream::pump`], a reader redacted on two threads.
 //! - `replace`: placeholders, masks, keyed hashes, fingerprints.
 //! - [`key`]: the deployment key.
 //!
@@ -187,6 +188,7 @@ mod detect;
 mod engine;
 pub mod key;
 mod literal;
+mod pipeline;
 mod replace;
 mod scan;
 mod stream;
@@ -276,6 +278,29 @@ pub enum RedactError {
         /// The regex error.
         source: regex::Error,
     },
+    /// Reading the input of [`Stream::pump`] failed.
+    #[error("cannot read the input to redact: {source}")]
+    Read {
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Writing the output of [`Stream::pump`] failed.
+    #[error("cannot write the redacted output: {source}")]
+    Write {
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// [`Stream::pump`] could not start its reading thread.
+    #[error(
+        "cannot start the redaction reader thread: {source}; raise the process or thread limit"
+    )]
+    Thread {
+        /// The spawn error.
+        source: std::io::Error,
+    },
+    /// [`Stream::pump`]'s reading thread ended without a word (it panicked).
+    #[error("the redaction reader thread stopped unexpectedly; this is a bug, please report it")]
+    FinderLost,
     /// A custom pattern's longest match is out of bounds.
     #[error(
         "custom detector `{name}`: longest match {max_len} bytes is outside 1..=65536; bound the pattern's repetitions"

@@ -25,7 +25,7 @@ use super::custom::Cursor;
 use super::engine::Engine;
 use super::literal::{Literals, PemEvent};
 use super::replace::{Receipts, Value, replacement};
-use super::scan::Scan;
+use super::scan::{Runner, Scan, Scanner, Stretch, Trigger};
 use super::text::Window;
 use super::{DetectorKind, Label, StreamFilter};
 use crate::report::RedactionReceipt;
@@ -62,7 +62,7 @@ pub struct Stream {
     buf: Vec<u8>,
     base: u64,
     eof: bool,
-    scan: Scan,
+    scan: Scanner,
     literals: Literals,
     cursors: Vec<Cursor>,
     /// Detections not yet written, sorted; `pool[head..]` are live.
@@ -89,7 +89,7 @@ impl std::fmt::Debug for Stream {
 impl Stream {
     pub(crate) fn new(engine: Arc<Engine>, name: &str) -> Stream {
         Stream {
-            scan: Scan::new(engine.scan_kinds),
+            scan: Scanner::Inline(Scan::new(engine.scan_kinds)),
             literals: Literals::new(engine.literals, engine.pem),
             cursors: vec![Cursor::default(); engine.custom.len()],
             engine,
@@ -117,6 +117,49 @@ impl Stream {
     /// Largest number of input bytes this stream has held at once.
     pub fn peak_held(&self) -> usize {
         self.peak
+    }
+
+    /// The engine this stream runs.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether nothing has been pushed yet.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.base == 0 && self.buf.is_empty() && !self.eof
+    }
+
+    /// Let another thread find the byte-class triggers (a fresh stream
+    /// only): from now on bytes come in through [`Stream::push_found`].
+    pub(crate) fn hand_off_finding(&mut self) {
+        debug_assert!(self.is_fresh());
+        self.scan = Scanner::Fed(Runner::new(self.engine.scan_kinds));
+    }
+
+    /// Consume `input` whose byte-class triggers (every one before absolute
+    /// `found_to`, except in `stretches`, left to this stream to find)
+    /// another thread has found; `eof` ends the stream.
+    pub(crate) fn push_found(
+        &mut self,
+        input: &[u8],
+        triggers: &[Trigger],
+        found_to: u64,
+        stretches: &[Stretch],
+        eof: bool,
+        out: &mut Vec<u8>,
+    ) {
+        if self.eof {
+            return;
+        }
+        self.buf.extend_from_slice(input);
+        if let Scanner::Fed(r) = &mut self.scan {
+            let w = Window::new(&self.buf, false);
+            r.feed(triggers, found_to, stretches, &w, self.base);
+        }
+        self.eof = eof;
+        if eof || !input.is_empty() {
+            self.process(out);
+        }
     }
 
     /// Run the scanners over what has arrived and write what is settled.

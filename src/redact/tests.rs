@@ -35,16 +35,16 @@ pub(crate) fn settings(strategy: Strategy, custom: Vec<CustomDetector>) -> Redac
     }
 }
 
-fn key() -> Key {
+pub(crate) fn key() -> Key {
     Key::from_bytes(b"a test key of thirty-two bytes!!").unwrap()
 }
 
-fn engine(strategy: Strategy) -> Arc<Engine> {
+pub(crate) fn engine(strategy: Strategy) -> Arc<Engine> {
     Arc::new(Engine::with_key(&settings(strategy, Vec::new()), Some(key())).unwrap())
 }
 
 /// Run `input` through a fresh stream in pieces cut at `cuts`.
-fn run(
+pub(crate) fn run(
     engine: &Arc<Engine>,
     input: &[u8],
     cuts: &[usize],
@@ -66,7 +66,7 @@ fn one_shot(input: &str) -> String {
     String::from_utf8(e.redact("stdout", input.as_bytes()).0).unwrap()
 }
 
-const PEM: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACDtk3Xy/8l0n0vCMw+0C0Hp3mWn3JbR0n3eU8vJ4lJx2AAAAJhR0a1tUdGt\n-----END OPENSSH PRIVATE KEY-----";
+pub(crate) const PEM: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACDtk3Xy/8l0n0vCMw+0C0Hp3mWn3JbR0n3eU8vJ4lJx2AAAAJhR0a1tUdGt\n-----END OPENSSH PRIVATE KEY-----";
 
 /// One value per detector: the text to redact and the secret inside it.
 pub(crate) const SAMPLES: &[(&str, &str, DetectorKind)] = &[
@@ -335,7 +335,7 @@ fn receipts_count_and_never_carry_values() {
     );
 }
 
-fn custom(
+pub(crate) fn custom(
     name: &str,
     pattern: &str,
     max_len: usize,
@@ -472,7 +472,7 @@ fn long_runs_of_literal_prefixes_stay_linear() {
     }
 }
 
-fn fragments() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+pub(crate) fn fragments() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
     let mut parts: Vec<String> = SAMPLES.iter().map(|s| s.0.to_string()).collect();
     parts.extend(ORDINARY.iter().map(|s| s.to_string()));
     parts.extend(

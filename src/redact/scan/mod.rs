@@ -16,13 +16,16 @@
 //! break: no trigger before a line break depends on what follows it.
 
 mod classify;
+mod feed;
 #[cfg(test)]
 pub(crate) mod reference;
+
+pub(crate) use feed::{Finder, Runner, Scanner, Stretch, Trigger};
 
 pub(crate) use classify::{ASSIGN, AT, COLON, IBAN, NUM, URL};
 use classify::{BLOCK, Classes, block_triggers, classify};
 
-use super::detect::{Hit, MAX_LOOKBEHIND, MAX_REACH, assign, email, iban, network, numeric};
+use super::detect::{Hit, MAX_LOOKBEHIND, assign, email, iban, network, numeric};
 use super::text::{Pending, Window};
 
 /// Run the detectors of `kinds` at `p`; `Err` when one needs more input (the
@@ -54,6 +57,31 @@ fn run_at(
     Ok(())
 }
 
+/// What the scanner does at a trigger position: run the detectors there
+/// (one thread does everything) or only note the position for a detector
+/// thread (`feed`).
+pub(crate) trait AtTrigger {
+    /// Whether the scanner settles the commonest numbers itself
+    /// (`numeric::ordinary`) instead of handing them on.
+    const SETTLE_ORDINARY: bool = true;
+
+    /// Handle the trigger at window index `p` (absolute `base + p`) with
+    /// `kinds`; `Err` when a detector needs more input, with the kinds still
+    /// to run there.
+    fn at(&mut self, w: &Window, base: u64, p: usize, kinds: u8) -> Result<(), (Pending, u8)>;
+}
+
+/// Run the detectors at each trigger and report their hits.
+struct Detect<'a, F>(&'a mut F);
+
+impl<F: FnMut(u64, Hit)> AtTrigger for Detect<'_, F> {
+    #[inline(always)]
+    fn at(&mut self, w: &Window, base: u64, p: usize, kinds: u8) -> Result<(), (Pending, u8)> {
+        let hits = &mut *self.0;
+        run_at(w, p, kinds, &mut |h| hits(base, h))
+    }
+}
+
 /// `@`, or a byte 0xEF: a fullwidth `＠` or a fullwidth digit.
 fn special(w: &Window, p: usize) -> Result<Option<Hit>, Pending> {
     if w.bytes[p] == b'@' {
@@ -83,6 +111,8 @@ pub(crate) struct Scan {
     prev: Classes,
     /// Trigger kinds to look for.
     kinds: u8,
+    /// Scan no block at or after this absolute position (a block boundary).
+    until: u64,
 }
 
 impl Scan {
@@ -97,11 +127,54 @@ impl Scan {
             hex_carry: false,
             prev: Classes::default(),
             kinds,
+            until: u64::MAX,
         }
     }
 
-    /// Scan what has arrived. `w` starts at absolute `base`.
+    /// Whether the scanner's state at block boundary `at` (an index of
+    /// `bytes`, absolute position a multiple of [`BLOCK`]) follows from the
+    /// bytes alone: the byte before it is not a hex digit, so no digit or hex
+    /// run carries into the block, and the classes of the block before it are
+    /// those of its bytes.
+    pub fn clean_boundary(bytes: &[u8], at: usize) -> bool {
+        at >= BLOCK && at <= bytes.len() && !bytes[at - 1].is_ascii_hexdigit()
+    }
+
+    /// A scanner that starts at the clean boundary `at` of `bytes` (absolute
+    /// `base + at`) and stops before absolute `until`: it finds the triggers
+    /// a scanner started at the beginning of the stream finds there.
+    pub fn starting_at(bytes: &[u8], at: usize, base: u64, kinds: u8, until: u64) -> Self {
+        debug_assert!(Self::clean_boundary(bytes, at));
+        let pos = base + at as u64;
+        Scan {
+            block: pos,
+            done: pos,
+            prev: classify(bytes, at - BLOCK),
+            until,
+            ..Scan::new(kinds)
+        }
+    }
+
+    /// Stop before absolute `until` (a block boundary at or after the block
+    /// being scanned).
+    pub fn stop_at(&mut self, until: u64) {
+        self.until = until;
+    }
+
+    /// Whether every block before `until` has been scanned.
+    pub fn reached_until(&self) -> bool {
+        self.block >= self.until && self.partial.is_none()
+    }
+
+    /// Scan what has arrived and run the detectors at its triggers. `w`
+    /// starts at absolute `base`.
     pub fn advance(&mut self, w: &Window, base: u64, hits: &mut impl FnMut(u64, Hit)) {
+        self.drive(w, base, &mut Detect(hits));
+    }
+
+    /// Scan what has arrived, handing each trigger to `act`.
+    #[inline(always)]
+    pub(crate) fn drive(&mut self, w: &Window, base: u64, act: &mut impl AtTrigger) {
         let end = base + w.len() as u64;
         if self.kinds == 0 {
             self.done = end;
@@ -112,7 +185,10 @@ impl Scan {
             return;
         }
         loop {
-            if self.partial.is_none() && self.done == self.block && !self.hot(w, base, hits) {
+            if self.partial.is_none() && self.done == self.block && !self.hot(w, base, act) {
+                return;
+            }
+            if self.block >= self.until {
                 return;
             }
             let complete = self.block + (BLOCK + 3) as u64 <= end || w.eof;
@@ -169,8 +245,7 @@ impl Scan {
                     kinds &= left;
                 }
                 self.done = self.block + u64::from(i);
-                let mut sink = |h: Hit| hits(base, h);
-                if let Err((pending, left)) = run_at(w, p, kinds, &mut sink) {
+                if let Err((pending, left)) = act.at(w, base, p, kinds) {
                     self.partial = Some(left);
                     // Back off geometrically so a long pending read stays linear.
                     let waited = end - self.done;
@@ -200,7 +275,7 @@ impl Scan {
     /// The common case: whole blocks with their lookahead present and nothing
     /// pending. Returns `false` when a detector waits for more input.
     #[inline(always)]
-    fn hot(&mut self, w: &Window, base: u64, hits: &mut impl FnMut(u64, Hit)) -> bool {
+    fn hot<A: AtTrigger>(&mut self, w: &Window, base: u64, act: &mut A) -> bool {
         let bytes = w.bytes;
         let (mut prev, mut nc, mut hc) = (self.prev, self.num_carry, self.hex_carry);
         let mut rel = (self.block - base) as usize;
@@ -208,7 +283,8 @@ impl Scan {
         // block before it; a block is only reached here once it has fully
         // arrived, so the classes carried over are complete.
         let mut cur = classify(bytes, rel);
-        while rel + BLOCK + 3 <= bytes.len() {
+        let until = self.until.saturating_sub(base).min(usize::MAX as u64) as usize;
+        while rel + BLOCK + 3 <= bytes.len() && rel < until {
             let next = classify(bytes, rel + BLOCK);
             let t = block_triggers(bytes, rel, &prev, &cur, &next, nc, hc, self.kinds);
             let mut union = t.union;
@@ -220,7 +296,7 @@ impl Scan {
                     let p = rel + i as usize;
                     let kinds = if others >> i & 1 == 0 {
                         // The commonest numbers are settled inline, without a call.
-                        if numeric::ordinary(bytes, p) {
+                        if A::SETTLE_ORDINARY && numeric::ordinary(bytes, p) {
                             continue;
                         }
                         NUM
@@ -231,8 +307,7 @@ impl Scan {
                         }
                         kinds & self.kinds
                     };
-                    let mut sink = |h: Hit| hits(base, h);
-                    if let Err((pending, left)) = run_at(w, p, kinds, &mut sink) {
+                    if let Err((pending, left)) = act.at(w, base, p, kinds) {
                         // Hand over to the general path, which resumes here.
                         self.block = base + rel as u64;
                         self.done = self.block + u64::from(i);
@@ -263,14 +338,7 @@ impl Scan {
 
     /// No detection from triggers still to come can start before this.
     pub fn frontier(&self, w: &Window, base: u64) -> u64 {
-        let done = self.done;
-        let reach = done.saturating_sub(MAX_REACH as u64).max(base);
-        let from = (reach - base) as usize;
-        let to = ((done - base) as usize).min(w.len());
-        match memchr::memrchr(b'\n', &w.bytes[from.min(to)..to]) {
-            Some(i) => base + (from + i) as u64 + 1,
-            None => reach,
-        }
+        feed::frontier(self.done, w, base)
     }
 
     /// Earliest absolute position the scanner may still read.

@@ -1,6 +1,8 @@
 //! `cargo xtask bench redact [--mb N] [--rounds N]`: throughput of
-//! `enforcecore redact` (release build, every built-in detector) against `cat`
-//! on the same pipe, interleaved in one run, plus the anchors that are
+//! `enforcecore redact` (release build, every built-in detector; on two
+//! threads, and with `--single-thread`) against `cat` on the same pipe,
+//! interleaved in one run, with each subject's CPU time and the load
+//! average, plus the anchors that are
 //! installed (`rg --passthru`, GNU `sed`) for context; then the redactor's peak
 //! RSS on the input and on ten times the input (memory must stay flat), and the
 //! engine construction benchmark (`benches/redact_engine.rs`).
@@ -217,9 +219,31 @@ fn generate(path: &Path, mb: u64) -> Result<u64> {
     Ok(written)
 }
 
-/// Wall time of `cat FILE | subject > /dev/null`.
-fn pipe_time(file: &Path, subject: &[String]) -> Result<Duration> {
+/// User + system CPU time of the children waited for so far.
+fn children_cpu() -> Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_CHILDREN cannot fail.
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The load average over the last minute.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Wall time of `cat FILE | subject > /dev/null`, and the subject's CPU
+/// time (user + system, all its threads).
+fn pipe_time(file: &Path, subject: &[String]) -> Result<(Duration, Duration)> {
     let start = Instant::now();
+    let cpu0 = children_cpu();
     let mut cat = Command::new("cat")
         .arg(file)
         .stdout(Stdio::piped())
@@ -232,12 +256,14 @@ fn pipe_time(file: &Path, subject: &[String]) -> Result<Duration> {
         .stdout(Stdio::null())
         .status()
         .with_context(|| format!("run {}", subject[0]))?;
+    // Only the subject has been waited for yet.
+    let cpu = children_cpu() - cpu0;
     let cat_status = cat.wait()?;
     let elapsed = start.elapsed();
     if !status.success() || !cat_status.success() {
         bail!("{} failed: {status}", subject.join(" "));
     }
-    Ok(elapsed)
+    Ok((elapsed, cpu))
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -332,6 +358,14 @@ pub fn main(args: &[String]) -> Result<()> {
             "enforcecore redact",
             vec![bin.display().to_string(), "redact".into()],
         ),
+        (
+            "enforcecore redact --single-thread",
+            vec![
+                bin.display().to_string(),
+                "redact".into(),
+                "--single-thread".into(),
+            ],
+        ),
     ];
     if installed("rg") {
         subjects.push((
@@ -356,32 +390,40 @@ pub fn main(args: &[String]) -> Result<()> {
         ));
     }
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); subjects.len()];
+    let mut cpus: Vec<Vec<Duration>> = vec![Vec::new(); subjects.len()];
     // Warm the page cache and the binaries.
     for (_, cmd) in &subjects {
         pipe_time(&input, cmd)?;
     }
+    let load_before = load();
     for _ in 0..rounds {
         for (i, (_, cmd)) in subjects.iter().enumerate() {
-            times[i].push(pipe_time(&input, cmd)?);
+            let (wall, cpu) = pipe_time(&input, cmd)?;
+            times[i].push(wall);
+            cpus[i].push(cpu);
         }
     }
     let mbs = |d: Duration| size as f64 / 1e6 / d.as_secs_f64();
     println!(
-        "input: {} ({:.1} MB, 1% of lines with PII or secrets), {rounds} interleaved rounds",
+        "input: {} ({:.1} MB, 1% of lines with PII or secrets), {rounds} interleaved rounds, load average {load_before} before, {} after",
         input.display(),
-        size as f64 / 1e6
+        size as f64 / 1e6,
+        load()
     );
     let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
-    for ((name, _), m) in subjects.iter().zip(&medians) {
+    for (((name, _), m), cpu) in subjects.iter().zip(&medians).zip(&mut cpus) {
         println!(
-            "  {name:<28} median {:>8.1} ms  {:>7.0} MB/s",
+            "  {name:<36} median {:>7.1} ms {:>6.0} MB/s  CPU {:>6.1} ms  ratio {:.2}",
             m.as_secs_f64() * 1e3,
-            mbs(*m)
+            mbs(*m),
+            median(cpu).as_secs_f64() * 1e3,
+            medians[0].as_secs_f64() / m.as_secs_f64()
         );
     }
     println!(
-        "ratio enforcecore redact / cat throughput: {:.2} (target >= 0.50)",
-        medians[0].as_secs_f64() / medians[1].as_secs_f64()
+        "ratio enforcecore redact / cat throughput: {:.2} (target >= 0.50; one thread: {:.2})",
+        medians[0].as_secs_f64() / medians[1].as_secs_f64(),
+        medians[0].as_secs_f64() / medians[2].as_secs_f64()
     );
     match (peak_rss(&bin, &input, 1)?, peak_rss(&bin, &input, 10)?) {
         (Some(a), Some(b)) => println!(
