@@ -23,7 +23,17 @@
 //! Options: `--rounds N` (default 200), `--warmup N` (20), `--gap-ms N` for the cold
 //! pass (50), `--no-cold`.
 //!
-//! # Measured (2 cores shared with three other builds, load average 7.8–8.0)
+//! # Measured on a quiet machine (load average 1.4), latest
+//!
+//! `cargo xtask bench spawn --rounds 60 --no-cold`, medians: run 13.1 ms wall /
+//! 13.7 ms CPU, direct 1.33 / 1.46 ms, bwrap 9.2 / 9.0 ms: run / direct 9.9×
+//! wall (9.4× CPU), run / bwrap 1.43× (1.53× CPU) — targets ≤ 3× and ≤ 0.5×
+//! not met. The daemon's path (`supervise::execute`): 3.86 ms, 3.24× direct.
+//! The child created with `clone3(CLONE_VM)` instead of a copy of the
+//! supervisor, against the build before it (8 × 10 interleaved runs): CPU
+//! 11.70 → 10.54 ms, wall 12.88 → 11.81 ms.
+//!
+//! # Measured earlier (2 cores shared with three other builds, load average 7.8–8.0)
 //!
 //! `cargo xtask bench spawn --rounds 60`, back to back, medians:
 //!
