@@ -81,7 +81,7 @@ fn run_all(bin: &Path, dir: &Path, rounds: usize) -> Result<()> {
         "audit benchmark: {rounds} interleaved rounds, {WRITERS} writers, file system of {}; CPU SHA-NI: {}; load average {}",
         dir.display(),
         if sha_ni { "yes (sha2 uses it)" } else { "no" },
-        load_average()
+        super::load_average()
     );
     let status = Command::new(bin)
         .args(["audit", "keygen", "--out"])
@@ -157,7 +157,7 @@ fn run_all(bin: &Path, dir: &Path, rounds: usize) -> Result<()> {
         println!("   {name} {m:>9.0}  {:>5.1}x", m / a);
     }
     println!("   target: >= 50000 durable records/s with group commit");
-    println!("   load average now: {}", load_average());
+    println!("   load average now: {}", super::load_average());
 
     // 2. Verify.
     let trail = dir.join("verify.jsonl");
@@ -221,16 +221,8 @@ fn run_all(bin: &Path, dir: &Path, rounds: usize) -> Result<()> {
         v1 / s
     );
     println!("   target: >= 0.50x");
-    println!("   load average now: {}", load_average());
+    println!("   load average now: {}", super::load_average());
     Ok(())
-}
-
-/// The 1, 5 and 15 minute load averages: other work on the machine skews
-/// every figure, the two-thread verify most.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Seconds one `audit verify --key` of `trail` takes (whole process).

@@ -1,6 +1,8 @@
 //! `cargo xtask bench <name>`: each benchmark runs its subject and its anchors
 //! interleaved in one run and prints medians and ratios.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result, bail};
 
 mod audit;
@@ -35,4 +37,24 @@ where
         .with_context(|| format!("{name} needs a value"))?
         .parse()
         .with_context(|| format!("{name} needs a number"))
+}
+
+/// User + system CPU time of the children waited for so far (`RUSAGE_CHILDREN`).
+fn children_cpu() -> Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_CHILDREN cannot fail.
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The 1, 5 and 15 minute load averages: other work on the shared machine
+/// skews every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }

@@ -219,31 +219,11 @@ fn generate(path: &Path, mb: u64) -> Result<u64> {
     Ok(written)
 }
 
-/// User + system CPU time of the children waited for so far.
-fn children_cpu() -> Duration {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_CHILDREN cannot fail.
-    let ru = unsafe {
-        libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr());
-        ru.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// The load average over the last minute.
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
 /// Wall time of `cat FILE | subject > /dev/null`, and the subject's CPU
 /// time (user + system, all its threads).
 fn pipe_time(file: &Path, subject: &[String]) -> Result<(Duration, Duration)> {
     let start = Instant::now();
-    let cpu0 = children_cpu();
+    let cpu0 = super::children_cpu();
     let mut cat = Command::new("cat")
         .arg(file)
         .stdout(Stdio::piped())
@@ -257,7 +237,7 @@ fn pipe_time(file: &Path, subject: &[String]) -> Result<(Duration, Duration)> {
         .status()
         .with_context(|| format!("run {}", subject[0]))?;
     // Only the subject has been waited for yet.
-    let cpu = children_cpu() - cpu0;
+    let cpu = super::children_cpu() - cpu0;
     let cat_status = cat.wait()?;
     let elapsed = start.elapsed();
     if !status.success() || !cat_status.success() {
@@ -395,7 +375,7 @@ pub fn main(args: &[String]) -> Result<()> {
     for (_, cmd) in &subjects {
         pipe_time(&input, cmd)?;
     }
-    let load_before = load();
+    let load_before = super::load_average();
     for _ in 0..rounds {
         for (i, (_, cmd)) in subjects.iter().enumerate() {
             let (wall, cpu) = pipe_time(&input, cmd)?;
@@ -408,7 +388,7 @@ pub fn main(args: &[String]) -> Result<()> {
         "input: {} ({:.1} MB, 1% of lines with PII or secrets), {rounds} interleaved rounds, load average {load_before} before, {} after",
         input.display(),
         size as f64 / 1e6,
-        load()
+        super::load_average()
     );
     let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
     for (((name, _), m), cpu) in subjects.iter().zip(&medians).zip(&mut cpus) {

@@ -215,14 +215,7 @@ impl CpuMeter {
                 .unwrap_or(0);
             return Duration::from_nanos(ns);
         }
-        let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
-        // SAFETY: getrusage fills the struct it is given; RUSAGE_CHILDREN cannot fail.
-        let ru = unsafe {
-            libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr());
-            ru.assume_init()
-        };
-        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-        tv(ru.ru_utime) + tv(ru.ru_stime)
+        super::children_cpu()
     }
 }
 
