@@ -102,11 +102,7 @@ fn output_does_not_depend_on_how_the_pipe_delivers_the_input() {
     let whole = redact(&[], SECRETS.as_bytes());
     // Feed the same bytes in small, irregular writes with pauses, so the
     // filter sees many short reads that split values.
-    let mut child = util::enforcecore(["redact"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_redact();
     let mut stdin = child.stdin.take().unwrap();
     let bytes = SECRETS.as_bytes().to_vec();
     let writer = std::thread::spawn(move || {
@@ -287,11 +283,7 @@ fn one_thread_and_two_threads_give_the_same_output_and_receipts() {
 
 #[test]
 fn a_line_is_forwarded_while_the_writer_waits() {
-    let mut child = util::enforcecore(["redact"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_redact();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -314,4 +306,13 @@ fn a_line_is_forwarded_while_the_writer_waits() {
     let _ = child.wait();
     reader.join().unwrap();
     assert_eq!(got.as_deref(), Ok(&b"mail [REDACTED:EMAIL] now\n"[..]));
+}
+
+/// `enforcecore redact` with piped stdin and stdout.
+fn spawn_redact() -> std::process::Child {
+    util::enforcecore(["redact"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn")
 }

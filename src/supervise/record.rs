@@ -13,7 +13,6 @@
 //! counts and keyed fingerprints only.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Observer, ObserverError};
 use crate::audit::{CheckpointReason, RecordBody, Trail};
@@ -32,7 +31,6 @@ pub struct TrailObserver {
     argv: Vec<String>,
     argv_receipts: Vec<RedactionReceipt>,
     caller: Caller,
-    denials: AtomicU64,
 }
 
 /// Who ran what, for [`TrailObserver::new`].
@@ -70,18 +68,12 @@ impl TrailObserver {
             argv,
             argv_receipts,
             caller: id.caller,
-            denials: AtomicU64::new(0),
         }
     }
 
     /// The argument vector as recorded (after redaction).
     pub fn recorded_argv(&self) -> &[String] {
         &self.argv
-    }
-
-    /// How many denials were recorded for the run.
-    pub fn denials(&self) -> u64 {
-        self.denials.load(Ordering::Relaxed)
     }
 }
 
@@ -121,7 +113,6 @@ impl Observer for TrailObserver {
     }
 
     async fn denial(&self, denial: Denial) -> Result<(), ObserverError> {
-        self.denials.fetch_add(1, Ordering::Relaxed);
         let body = RecordBody::Denial {
             run: self.run.clone(),
             tool: self.tool.clone(),
@@ -136,7 +127,6 @@ impl Observer for TrailObserver {
         let tickets: Vec<_> = batch
             .iter()
             .map(|d| {
-                self.denials.fetch_add(1, Ordering::Relaxed);
                 self.trail.submit(RecordBody::Denial {
                     run: self.run.clone(),
                     tool: self.tool.clone(),

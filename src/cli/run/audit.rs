@@ -153,7 +153,7 @@ impl Observer for RunObserver {
     }
 
     async fn denials(&self, batch: &[Denial]) -> Result<(), ObserverError> {
-        Observer::denials(&self.inner, batch).await
+        self.inner.denials(batch).await
     }
 
     async fn lost(&self, source: &str, detail: &str) -> Result<(), ObserverError> {
