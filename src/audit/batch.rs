@@ -50,6 +50,14 @@ pub enum Request {
     Close { done: Completer },
 }
 
+/// What travels to the writer thread: one request, or appends sent together
+/// ([`super::Trail::submit_all`]), which are never split across two batches and
+/// so share one sync.
+pub enum Sent {
+    One(Request),
+    Together(Vec<Request>),
+}
+
 /// State of the writer thread.
 pub struct Writer {
     seg: Segment,
@@ -108,7 +116,7 @@ impl Writer {
     }
 
     /// The thread's loop, until `Close` or every sender is gone.
-    pub fn run(mut self, rx: mpsc::Receiver<Request>) {
+    pub fn run(mut self, rx: mpsc::Receiver<Sent>) {
         loop {
             let first = match self.periodic_due_in() {
                 Some(d) => match rx.recv_timeout(d) {
@@ -121,12 +129,9 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            let batch = self.gather(first, &rx);
+            let (batch, callers) = self.gather(first, &rx);
             let closing = matches!(batch.last(), Some(Request::Close { .. }));
-            self.expect = batch
-                .iter()
-                .filter(|r| matches!(r, Request::Append { .. }))
-                .count();
+            self.expect = callers;
             self.batch(batch);
             if closing {
                 return;
@@ -137,21 +142,32 @@ impl Writer {
         self.batch(vec![Request::Close { done }]);
     }
 
-    /// Everything waiting, up to [`MAX_BATCH`]. When fewer appends than the
-    /// last batch had are here, linger briefly for the rest: those callers
-    /// were just released and are about to send their next record, and one
-    /// sync for all of them beats one for the first few. The linger is at
+    /// Everything waiting, up to [`MAX_BATCH`] (more by the appends of a last
+    /// [`Sent::Together`]), and how many callers sent
+    /// appends in it (appends sent together count as one caller). When fewer callers
+    /// than in the last batch are here, linger briefly for the rest: those
+    /// callers were just released and are about to send their next record, and
+    /// one sync for all of them beats one for the first few. The linger is at
     /// most half the last write-and-sync time (and 1 ms), so a lone caller
-    /// (last batch: one append) never waits.
-    fn gather(&mut self, first: Option<Request>, rx: &mpsc::Receiver<Request>) -> Vec<Request> {
-        let mut batch: Vec<Request> = first.into_iter().collect();
+    /// (last batch: one) never waits.
+    fn gather(&mut self, first: Option<Sent>, rx: &mpsc::Receiver<Sent>) -> (Vec<Request>, usize) {
+        let mut batch: Vec<Request> = Vec::new();
+        let mut callers = 0;
+        let take = |batch: &mut Vec<Request>, callers: &mut usize, sent: Sent| match sent {
+            Sent::One(r) => {
+                *callers += usize::from(matches!(r, Request::Append { .. }));
+                batch.push(r);
+            }
+            Sent::Together(v) => {
+                *callers += 1;
+                batch.extend(v);
+            }
+        };
+        if let Some(sent) = first {
+            take(&mut batch, &mut callers, sent);
+        }
         let linger = (self.last_write / 2).min(Duration::from_millis(1));
         let deadline = Instant::now() + linger;
-        let appends = |b: &[Request]| {
-            b.iter()
-                .filter(|r| matches!(r, Request::Append { .. }))
-                .count()
-        };
         while batch.len() < MAX_BATCH {
             if matches!(
                 batch.last(),
@@ -161,7 +177,7 @@ impl Writer {
             }
             let next = match rx.try_recv() {
                 Ok(r) => Some(r),
-                Err(_) if self.expect > 1 && appends(&batch) < self.expect => {
+                Err(_) if self.expect > 1 && callers < self.expect => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         None
@@ -172,11 +188,11 @@ impl Writer {
                 Err(_) => None,
             };
             match next {
-                Some(r) => batch.push(r),
+                Some(sent) => take(&mut batch, &mut callers, sent),
                 None => break,
             }
         }
-        batch
+        (batch, callers)
     }
 
     /// Time left before a periodic checkpoint is due, when one can be.

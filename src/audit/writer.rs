@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 
-use super::batch::{Request, Writer};
+use super::batch::{Request, Sent, Writer};
 use super::line::MAX_LINE;
 use super::record::{CheckpointReason, RecordBody};
 use super::segment::Segment;
@@ -70,7 +70,7 @@ impl TrailOptions {
 /// An open audit trail. `Send + Sync`: share it (`Arc<Trail>`) between
 /// threads and tasks; every append is serialized by its writer thread.
 pub struct Trail {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Sent>,
     path: Arc<Path>,
     signing: bool,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -128,21 +128,39 @@ impl Trail {
         self.submit_with(body, Some(reason))
     }
 
-    fn submit_with(&self, body: RecordBody, seal: Option<CheckpointReason>) -> Ticket {
-        let kind = body.kind();
-        if body.is_reserved() {
-            return Ticket::ready(self.path.clone(), Err(AuditError::ReservedKind { kind }));
+    /// Queue records that belong together (a run's `policy-loaded` and
+    /// `run-started`, a burst of denials): they are written in one batch, in
+    /// this order, with one sync. One ticket per record, in the same order; a
+    /// record that cannot be encoded fails alone.
+    pub fn submit_all(&self, bodies: impl IntoIterator<Item = RecordBody>) -> Vec<Ticket> {
+        let mut tickets = Vec::new();
+        let mut appends = Vec::new();
+        for body in bodies {
+            match self.encode(&body) {
+                Ok(members) => {
+                    let (t, done) = ticket::pair(self.path.clone());
+                    appends.push(Request::Append {
+                        members,
+                        seal: None,
+                        done,
+                    });
+                    tickets.push(t);
+                }
+                Err(e) => tickets.push(Ticket::ready(self.path.clone(), Err(e))),
+            }
         }
-        let members = match body.to_members() {
-            Ok(m) if m.len() + LINE_OVERHEAD <= MAX_LINE => m,
-            Ok(m) => {
-                let detail = format!("{} bytes is over the 1 MiB record limit", m.len());
-                return Ticket::ready(self.path.clone(), Err(AuditError::Encode { kind, detail }));
-            }
-            Err(e) => {
-                let detail = e.to_string();
-                return Ticket::ready(self.path.clone(), Err(AuditError::Encode { kind, detail }));
-            }
+        if !appends.is_empty() {
+            // A writer that is gone drops the completers: the tickets resolve
+            // with `Closed`.
+            let _ = self.tx.send(Sent::Together(appends));
+        }
+        tickets
+    }
+
+    fn submit_with(&self, body: RecordBody, seal: Option<CheckpointReason>) -> Ticket {
+        let members = match self.encode(&body) {
+            Ok(m) => m,
+            Err(e) => return Ticket::ready(self.path.clone(), Err(e)),
         };
         self.send(|done| Request::Append {
             members,
@@ -151,11 +169,30 @@ impl Trail {
         })
     }
 
+    /// A record's members, checked against what callers may write.
+    fn encode(&self, body: &RecordBody) -> Result<Vec<u8>, AuditError> {
+        let kind = body.kind();
+        if body.is_reserved() {
+            return Err(AuditError::ReservedKind { kind });
+        }
+        match body.to_members() {
+            Ok(m) if m.len() + LINE_OVERHEAD <= MAX_LINE => Ok(m),
+            Ok(m) => {
+                let detail = format!("{} bytes is over the 1 MiB record limit", m.len());
+                Err(AuditError::Encode { kind, detail })
+            }
+            Err(e) => Err(AuditError::Encode {
+                kind,
+                detail: e.to_string(),
+            }),
+        }
+    }
+
     fn send(&self, make: impl FnOnce(Completer) -> Request) -> Ticket {
         let (t, done) = ticket::pair(self.path.clone());
         // If the writer is gone the request (and its completer) is dropped,
         // which resolves the ticket with `Closed`.
-        let _ = self.tx.send(make(done));
+        let _ = self.tx.send(Sent::One(make(done)));
         t
     }
 

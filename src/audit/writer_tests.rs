@@ -373,3 +373,53 @@ fn rotation_by_age() {
     assert_eq!(trail_files(&path).len(), 3);
     assert!(verify(&path, false).ok);
 }
+
+#[test]
+fn records_sent_together_share_one_batch_and_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut o = opts(&path, true);
+    // A periodic checkpoint closes every batch that appended: records split
+    // across two batches would have one between them (their seqs not adjacent).
+    o.checkpoint_every = 1;
+    let trail = Arc::new(Trail::open(o).unwrap());
+    // Another thread keeps the writer busy, so a split would show.
+    let busy = {
+        let trail = trail.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                trail.append(note(1000 + i)).unwrap();
+            }
+        })
+    };
+    for round in 0..50 {
+        let tickets = trail.submit_all((0..3).map(|i| note(round * 10 + i)));
+        let seqs: Vec<u64> = tickets.into_iter().map(|t| t.wait().unwrap().seq).collect();
+        assert_eq!(
+            seqs,
+            [seqs[0], seqs[0] + 1, seqs[0] + 2],
+            "in order, adjacent"
+        );
+    }
+    busy.join().unwrap();
+    // One record that may not be written fails alone; the others are written.
+    let mixed = trail.submit_all([
+        note(1),
+        RecordBody::Rotated {
+            archive: "x".into(),
+        },
+        note(2),
+    ]);
+    let results: Vec<_> = mixed.into_iter().map(|t| t.wait()).collect();
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert!(matches!(
+        results[1],
+        Err(AuditError::ReservedKind { kind: "rotated" })
+    ));
+    assert_eq!(
+        results[2].as_ref().unwrap().seq,
+        results[0].as_ref().unwrap().seq + 1
+    );
+    trail.close().unwrap();
+    assert!(verify(&path, true).ok);
+}

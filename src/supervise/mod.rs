@@ -26,7 +26,8 @@
 //!    ([`outcome`]); the denial feed settles (the seccomp listener ends, the
 //!    kernel's last records are attributed — [`denials`]), the remaining denials
 //!    and [`Observer::exited`] (with the run's denial count) are reported;
-//! 7. the cgroup and (unless kept) the run directory are removed.
+//! 7. the cgroup and (unless kept) the run directory are removed and the hold on
+//!    kernel audit is given back, while the exit records are made durable.
 //!
 //! Admission (tool and argument rules, exit 126) is the separate, earlier step
 //! [`admit::admit`]. This module must never run a tool without every layer in

@@ -75,6 +75,19 @@ impl TrailObserver {
     pub fn recorded_argv(&self) -> &[String] {
         &self.argv
     }
+
+    /// The run's `run-started` record.
+    pub fn started_record(&self, enforcement: &EnforcementReport) -> RecordBody {
+        RecordBody::RunStarted {
+            run: self.run.clone(),
+            tool: self.tool.clone(),
+            policy: self.policy.clone(),
+            pid: None,
+            argv: self.argv.clone(),
+            caller: self.caller.clone(),
+            enforcement: Box::new(enforcement.clone()),
+        }
+    }
 }
 
 /// Add `more` into `into`, one receipt per detector.
@@ -99,16 +112,9 @@ fn merge_receipts(into: &mut Vec<RedactionReceipt>, more: Vec<RedactionReceipt>)
 #[async_trait::async_trait]
 impl Observer for TrailObserver {
     async fn started(&self, enforcement: &EnforcementReport) -> Result<(), ObserverError> {
-        let body = RecordBody::RunStarted {
-            run: self.run.clone(),
-            tool: self.tool.clone(),
-            policy: self.policy.clone(),
-            pid: None,
-            argv: self.argv.clone(),
-            caller: self.caller.clone(),
-            enforcement: Box::new(enforcement.clone()),
-        };
-        self.trail.append_async(body).await?;
+        self.trail
+            .append_async(self.started_record(enforcement))
+            .await?;
         Ok(())
     }
 
@@ -124,16 +130,13 @@ impl Observer for TrailObserver {
 
     async fn denials(&self, batch: &[Denial]) -> Result<(), ObserverError> {
         // Submitted together: one batch, one sync.
-        let tickets: Vec<_> = batch
-            .iter()
-            .map(|d| {
-                self.trail.submit(RecordBody::Denial {
-                    run: self.run.clone(),
-                    tool: self.tool.clone(),
-                    denial: d.clone(),
-                })
-            })
-            .collect();
+        let tickets = self
+            .trail
+            .submit_all(batch.iter().map(|d| RecordBody::Denial {
+                run: self.run.clone(),
+                tool: self.tool.clone(),
+                denial: d.clone(),
+            }));
         for t in tickets {
             t.await?;
         }
@@ -152,19 +155,17 @@ impl Observer for TrailObserver {
 
     async fn redacted(&self, receipts: &[RedactionReceipt]) -> Result<(), ObserverError> {
         // Submitted together: one batch, one sync.
-        let tickets: Vec<_> = self
-            .argv_receipts
-            .iter()
-            .chain(receipts)
-            .filter(|r| r.count > 0)
-            .map(|r| {
-                self.trail.submit(RecordBody::Redaction {
+        let tickets = self.trail.submit_all(
+            self.argv_receipts
+                .iter()
+                .chain(receipts)
+                .filter(|r| r.count > 0)
+                .map(|r| RecordBody::Redaction {
                     run: self.run.clone(),
                     tool: self.tool.clone(),
                     receipt: r.clone(),
-                })
-            })
-            .collect();
+                }),
+        );
         for t in tickets {
             t.await?;
         }

@@ -281,7 +281,6 @@ pub async fn execute(
     tracing::debug!(us = clock.us(), "run: denial feed settled");
     reported.items(items, observer).await;
     reported.close(observer).await;
-    drop(feed);
     let beyond_cap = reported.beyond_cap();
     let mut denials = reported.denials;
     let earlier_error = reported.observer_error;
@@ -301,7 +300,8 @@ pub async fn execute(
         output_bytes: cap.total(),
         denials: (denials.len() + ended.len()) as u64 + beyond_cap,
     };
-    // 7. The records are synced while the cgroup and run directory go.
+    // 7. The records are synced while the cgroup and run directory go and kernel
+    //    audit is released.
     let report = async {
         let mut observer_error = earlier_error;
         for d in &ended {
@@ -317,7 +317,10 @@ pub async fn execute(
         }
         observer_error
     };
-    let (observer_error, ()) = tokio::join!(report, removal.run());
+    // The hold on kernel audit is given back (netlink, a file lock, the holders'
+    // file) meanwhile too, off the async threads.
+    let release = blocking(move || drop(feed));
+    let (observer_error, (), _) = tokio::join!(report, removal.run(), release.wait());
     tracing::debug!(
         us = clock.us(),
         "run: exit recorded, cgroup and run directory removed"

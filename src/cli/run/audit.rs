@@ -7,9 +7,9 @@
 //! cannot be built stops the run before anything is spawned (exit 125): the tool
 //! never runs unaudited.
 //!
-//! The `policy-loaded` record is queued when the trail opens but handed to the
-//! writer together with `run-started`, so that both are made durable by one
-//! `fdatasync` before the exec ([`RunObserver`]); a run that ends before it
+//! The `policy-loaded` record is prepared when the trail opens but handed to the
+//! writer together with `run-started` ([`Trail::submit_all`]), so that both are
+//! made durable by one `fdatasync` before the exec ([`RunObserver`]); a run that ends before it
 //! starts (refused, or its sandbox could not be applied) writes it before its
 //! last records.
 
@@ -139,13 +139,17 @@ impl RunObserver {
 #[async_trait::async_trait]
 impl Observer for RunObserver {
     async fn started(&self, enforcement: &EnforcementReport) -> Result<(), ObserverError> {
-        // Queued back to back: the writer takes both in one batch (one sync).
-        let policy = self.policy_loaded();
-        let started = self.inner.started(enforcement).await;
-        if let Some(t) = policy {
+        // Sent together: the writer takes both in one batch (one sync).
+        let policy = self
+            .policy_loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let started = self.inner.started_record(enforcement);
+        for t in self.trail.submit_all(policy.into_iter().chain([started])) {
             t.await?;
         }
-        started
+        Ok(())
     }
 
     async fn denial(&self, denial: Denial) -> Result<(), ObserverError> {
