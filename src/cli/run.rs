@@ -20,8 +20,9 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::exit;
-use crate::policy::{self, fmt_size};
+use crate::policy::{self, KernelAudit, fmt_size};
 use crate::report::{Caller, Denial, EnforcementReport, ExitCause, ExitReport};
+use crate::supervise::denials::AuditHold;
 use crate::supervise::{self, Filters, Input, Output, RunRequest, Streams};
 use audit::Audit;
 
@@ -89,6 +90,14 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         .tool
         .clone()
         .unwrap_or_else(|| args.command[0].to_string_lossy().into_owned());
+    // An admitted command's hold on kernel audit is taken while the trail opens
+    // and the plan is built (dropped unused, it is given back).
+    let admitted = supervise::admit(&policy, args.tool.as_deref(), &args.command);
+    let hold = match admitted {
+        Ok(_) => AuditHold::start(policy.denials.kernel_audit.value)
+            .context("starting the kernel audit thread")?,
+        Err(_) => AuditHold::Take(KernelAudit::Off),
+    };
     // The trail and the redaction engine: without either the tool does not run.
     let audit = match Audit::open(&args, &policy, &run_id, &tool, caller.clone()) {
         Ok(a) => a,
@@ -101,7 +110,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         us = t0.elapsed().as_micros() as u64,
         "cli: audit trail open"
     );
-    let sandbox = match supervise::admit(&policy, args.tool.as_deref(), &args.command) {
+    let sandbox = match admitted {
         Ok(s) => s,
         Err(refusal) => {
             eprintln!("enforcecore: {refusal}");
@@ -145,9 +154,10 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             runs_root: None,
             cgroups: supervise::Cgroups::Early(early),
             shutdown: Some(Box::pin(stop.wait())),
-            kernel_audit: policy.denials.kernel_audit.value,
+            kernel_audit: hold,
         };
         let result = supervise::execute(req, &audit.observer).await;
+        tracing::debug!(us = t0.elapsed().as_micros() as u64, "cli: run finished");
         // A run that failed before it started has not written it yet.
         let policy = match audit.observer.policy_loaded() {
             Some(t) => t.await.map(drop),
@@ -157,12 +167,18 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             Ok(()) => policy,
             Err(e) => Err(e),
         };
+        tracing::debug!(
+            us = t0.elapsed().as_micros() as u64,
+            "cli: audit trail closed"
+        );
         anyhow::Ok((
             result,
             closed,
             *received.lock().unwrap_or_else(|p| p.into_inner()),
         ))
     })?;
+    drop(runtime);
+    tracing::debug!(us = t0.elapsed().as_micros() as u64, "cli: runtime stopped");
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {

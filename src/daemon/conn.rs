@@ -318,7 +318,7 @@ async fn call(
             .clone()
             .map_or(Cgroups::Create, Cgroups::Pool),
         shutdown: Some(Box::pin(shutdown)),
-        kernel_audit: policy.denials.kernel_audit.value,
+        kernel_audit: policy.denials.kernel_audit.value.into(),
     };
     let outcome = match supervise::execute(req, &observer).await {
         Ok(o) => o,

@@ -7,15 +7,17 @@
 //! 1. the run's cgroup is created on a blocking thread *while* the sandbox plan is
 //!    built ([`crate::sandbox::Plan`]: identity, command (127), seccomp, Landlock,
 //!    run directory);
-//! 2. the stdio pipes are created and the child is spawned; it applies the
-//!    sandbox and reports ready ([`spawn`]);
+//! 2. the hold on kernel audit per `kernel_audit` (taken on a blocking thread
+//!    during step 1, or earlier by the caller: [`denials::AuditHold`]) says
+//!    what denial capture the run has; the stdio pipes are created,
+//!    [`Observer::started`] is set going — the audit trail makes run-started
+//!    durable before the point of no return — and the child is spawned; it
+//!    applies the sandbox and reports ready ([`spawn`]);
 //! 3. meanwhile the run registers with the process-wide denial feed
-//!    ([`denials::Feed`]; its hold on kernel audit per `kernel_audit` was taken
-//!    on a blocking thread during step 1) and [`Observer::started`] is awaited —
-//!    the audit trail makes run-started durable before the point of no return;
-//!    an error aborts the run (exit 125). A child that fails to apply the
-//!    sandbox after run-started was recorded ends the run with `setup-failed`
-//!    (exit 125; the tool never ran);
+//!    ([`denials::Feed`]) and both the record and the child are awaited; an
+//!    observer error aborts the run (exit 125). A child that fails to apply the
+//!    sandbox (or cannot be created) after run-started was recorded ends the run
+//!    with `setup-failed` (exit 125; the tool never ran);
 //! 4. the child execs; the pumps and the seccomp listener start ([`stdio`],
 //!    [`denials::notify`]);
 //! 5. the supervisor waits for the main process, the wall-clock deadline (exit
@@ -59,7 +61,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::policy::{KernelAudit, Policy, Sandbox};
+use crate::policy::{Policy, Sandbox};
 use crate::report::{Caller, Denial, EnforcementReport, ExitReport, RedactionReceipt};
 use crate::sandbox::SandboxError;
 use crate::sandbox::cgroup::CgroupError;
@@ -177,8 +179,9 @@ pub struct RunRequest<'a> {
     /// Completes when the supervisor must stop: the tree is killed and the run
     /// ends with cause `shutdown`.
     pub shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
-    /// Kernel denial capture: the policy's `denials.kernel_audit`.
-    pub kernel_audit: KernelAudit,
+    /// Kernel denial capture: the policy's `denials.kernel_audit`
+    /// (`mode.into()`), or a hold started early ([`denials::AuditHold::start`]).
+    pub kernel_audit: denials::AuditHold,
 }
 
 impl<'a> RunRequest<'a> {
@@ -203,7 +206,7 @@ impl<'a> RunRequest<'a> {
             runs_root: None,
             cgroups: Cgroups::Create,
             shutdown: None,
-            kernel_audit: policy.denials.kernel_audit.value,
+            kernel_audit: policy.denials.kernel_audit.value.into(),
         }
     }
 }

@@ -44,8 +44,8 @@ pub async fn execute(
     // more when it switches audit on) is taken meanwhile too, on its own
     // thread even on a current-thread runtime: it is the longest step here.
     let hold_task = {
-        let mode = req.kernel_audit;
-        tokio::task::spawn_blocking(move || Feed::global().hold(mode))
+        let source = req.kernel_audit;
+        tokio::task::spawn_blocking(move || source.wait())
     };
     let cg_task = {
         let id = req.run_id.clone();
@@ -83,13 +83,22 @@ pub async fn execute(
         .map_or_else(cg::none_report, RunCgroup::report);
     let cgroup = cgroup.map(Arc::new);
 
-    // 2. Pipes and the child.
+    // 2. The hold on kernel audit (what it captures is part of the start
+    //    record), the pipes and the child. run-started is handed to the
+    //    observer first, so that its sync overlaps the child's creation and
+    //    sandbox set-up; exec waits for both.
     let mut run = Running {
         child: None,
         cgroup,
         pool,
         plan,
     };
+    let hold = match hold_task.await {
+        Ok(h) => h,
+        Err(e) => return Err(run.fail(SuperviseError::Task(e.to_string())).await),
+    };
+    run.plan.report.kernel_audit = hold.capture().report();
+    tracing::debug!(us = clock.us(), "run: kernel audit held");
     let pipes = match ToolPipes::new() {
         Ok(p) => p,
         Err(e) => return Err(run.fail(SuperviseError::Stdio(e)).await),
@@ -98,9 +107,25 @@ pub async fn execute(
         Ok(j) => j.unwrap_or(cg::Join::None),
         Err(e) => return Err(run.fail(SuperviseError::Spawn(e)).await),
     };
+    let report = run.plan.report.clone();
+    let mut started = std::pin::pin!(observer.started(&report));
+    let early = poll_once(started.as_mut()).await;
     let child = match spawn::spawn(&run.plan, &pipes.child, &join) {
         Ok(c) => c,
-        Err(e) => return Err(run.fail(SuperviseError::Spawn(e)).await),
+        Err(e) => {
+            // run-started may be in the trail: its run ends there, without the tool.
+            let recorded = match early {
+                Some(r) => r,
+                None => started.await,
+            };
+            if recorded.is_ok() {
+                let exit = ExitReport::never_ran(ExitCause::SetupFailed, clock.ms());
+                if let Err(oe) = observer.exited(&exit).await {
+                    tracing::warn!("recording the failed spawn failed: {oe}");
+                }
+            }
+            return Err(run.fail(SuperviseError::Spawn(e)).await);
+        }
     };
     drop(join);
     let pid = child.pid;
@@ -108,16 +133,9 @@ pub async fn execute(
     let child = run.child.insert(child);
     let pipes = pipes.into_parent();
 
-    // 3. While the child applies the sandbox, the start is recorded (the plan
-    //    says what it enforces); exec waits for both.
+    // 3. The run registers with the denial feed; the start record becomes
+    //    durable while the child applies the sandbox.
     let hints = Arc::new(Hints::new(sandbox));
-    let hold = match hold_task.await {
-        Ok(h) => h,
-        Err(e) => {
-            child.abort().await;
-            return Err(run.fail(SuperviseError::Task(e.to_string())).await);
-        }
-    };
     let mut feed = Feed::global().register(
         &req.run_id,
         pid,
@@ -125,12 +143,14 @@ pub async fn execute(
         (*hints).clone(),
         hold,
     );
-    run.plan.report.kernel_audit = feed.capture().report();
     tracing::debug!(us = clock.us(), "run: registered with the denial feed");
-    let (recorded, ready) = tokio::join!(
-        observer.started(&run.plan.report),
-        timeout(SETUP_TIMEOUT, child.ready())
-    );
+    let recording = async {
+        match early {
+            Some(r) => r,
+            None => started.await,
+        }
+    };
+    let (recorded, ready) = tokio::join!(recording, timeout(SETUP_TIMEOUT, child.ready()));
     let setup = match ready {
         Err(_) => {
             child.abort().await;
@@ -482,6 +502,19 @@ async fn dispose(c: RunCgroup, pool: Option<Arc<CgroupPool>>) {
     let _ = blocking(move || cg::finish(c, pool.as_deref()))
         .wait()
         .await;
+}
+
+/// Poll `f` once (registering the task's waker): what its first step starts
+/// — a record handed to the audit writer — goes on while the caller does more.
+async fn poll_once<F: Future>(mut f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    use std::task::Poll;
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match f.as_mut().poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 /// Blocking I/O off the async threads: started at once on a blocking thread —

@@ -238,7 +238,7 @@ fn on_cgroup_v2_the_child_is_created_inside_its_cgroup() {
                 runs_root: None,
                 cgroups: supervise::Cgroups::Pool(pool.clone()),
                 shutdown: None,
-                kernel_audit: policy.denials.kernel_audit.value,
+                kernel_audit: policy.denials.kernel_audit.value.into(),
             },
             &NoObserver,
         ))

@@ -288,6 +288,70 @@ impl Feed {
     }
 }
 
+/// Where a run's hold on kernel audit comes from: taken by the run itself, or
+/// started early on a thread of its own (`enforcecore run` starts it as soon as
+/// the policy admits the command, so that netlink and the holders' file are
+/// done by the time the run-started record is written).
+pub enum AuditHold {
+    /// [`Feed::hold`] with the policy's `denials.kernel_audit`, during the run.
+    Take(KernelAudit),
+    /// Already being taken ([`AuditHold::start`]).
+    Early(EarlyHold),
+}
+
+/// A hold being taken on its own thread. Dropped unused, it waits for the
+/// thread and gives the hold back, so kernel audit is never left switched on.
+pub struct EarlyHold {
+    mode: KernelAudit,
+    thread: Option<std::thread::JoinHandle<Hold>>,
+}
+
+impl Drop for EarlyHold {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl From<KernelAudit> for AuditHold {
+    fn from(mode: KernelAudit) -> AuditHold {
+        AuditHold::Take(mode)
+    }
+}
+
+impl AuditHold {
+    /// Start taking the hold on a thread of its own (with `off` there is
+    /// nothing to take: no thread).
+    pub fn start(mode: KernelAudit) -> std::io::Result<AuditHold> {
+        if mode == KernelAudit::Off {
+            return Ok(AuditHold::Take(mode));
+        }
+        let thread = std::thread::Builder::new()
+            .name("enforcecore-audit-hold".into())
+            .spawn(move || Feed::global().hold(mode))?;
+        Ok(AuditHold::Early(EarlyHold {
+            mode,
+            thread: Some(thread),
+        }))
+    }
+
+    /// The hold (blocking: netlink, a file lock). A thread that died is
+    /// replaced by taking the hold here.
+    pub fn wait(self) -> Hold {
+        match self {
+            AuditHold::Take(mode) => Feed::global().hold(mode),
+            AuditHold::Early(mut e) => {
+                let mode = e.mode;
+                match e.thread.take().map(std::thread::JoinHandle::join) {
+                    Some(Ok(hold)) => hold,
+                    _ => Feed::global().hold(mode),
+                }
+            }
+        }
+    }
+}
+
 /// One run's hold on kernel audit ([`Feed::hold`]); released on drop.
 pub struct Hold {
     feed: Arc<Feed>,

@@ -27,7 +27,7 @@ pub mod record;
 pub mod translate;
 
 pub use enable::Capture;
-pub use feed::{Feed, Hold, Registration};
+pub use feed::{AuditHold, Feed, Hold, Registration};
 pub use translate::Hints;
 
 use crate::report::Denial;
