@@ -6,7 +6,7 @@ use std::time::Instant;
 use tokio::time::timeout;
 
 use super::cgroup::{self as cg, Cgroups, Final};
-use super::denials::{self, Feed, Hints};
+use super::denials::{self, AuditHold, Feed, Hints};
 use super::outcome::{self, Enforced};
 use super::reported::Reported;
 use super::spawn::{self, Child, SetupFailure};
@@ -42,10 +42,11 @@ pub async fn execute(
     }
     // The hold on kernel audit (netlink, a file lock; up to a millisecond or
     // more when it switches audit on) is taken meanwhile too, on its own
-    // thread even on a current-thread runtime: it is the longest step here.
-    let hold_task = {
-        let source = req.kernel_audit;
-        tokio::task::spawn_blocking(move || source.wait())
+    // thread even on a current-thread runtime: it is the longest step here. A
+    // hold the caller started early is only joined, when it is needed.
+    let hold_task = match req.kernel_audit {
+        early @ AuditHold::Early(_) => Blocking::Inline(Box::new(move || early.wait())),
+        take => Blocking::Spawned(tokio::task::spawn_blocking(move || take.wait())),
     };
     let cg_task = {
         let id = req.run_id.clone();
@@ -93,9 +94,9 @@ pub async fn execute(
         pool,
         plan,
     };
-    let hold = match hold_task.await {
+    let hold = match hold_task.wait().await {
         Ok(h) => h,
-        Err(e) => return Err(run.fail(SuperviseError::Task(e.to_string())).await),
+        Err(e) => return Err(run.fail(e).await),
     };
     run.plan.report.kernel_audit = hold.capture().report();
     tracing::debug!(us = clock.us(), "run: kernel audit held");
