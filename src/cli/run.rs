@@ -20,7 +20,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::exit;
-use crate::policy::{self, KernelAudit, fmt_size};
+use crate::policy::{self, fmt_size};
 use crate::report::{Caller, Denial, EnforcementReport, ExitCause, ExitReport};
 use crate::supervise::denials::AuditHold;
 use crate::supervise::{self, Filters, Input, Output, RunRequest, Streams};
@@ -90,14 +90,6 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         .tool
         .clone()
         .unwrap_or_else(|| args.command[0].to_string_lossy().into_owned());
-    // An admitted command's hold on kernel audit is taken while the trail opens
-    // and the plan is built (dropped unused, it is given back).
-    let admitted = supervise::admit(&policy, args.tool.as_deref(), &args.command);
-    let hold = match admitted {
-        Ok(_) => AuditHold::start(policy.denials.kernel_audit.value)
-            .context("starting the kernel audit thread")?,
-        Err(_) => AuditHold::Take(KernelAudit::Off),
-    };
     // The trail and the redaction engine: without either the tool does not run.
     let audit = match Audit::open(&args, &policy, &run_id, &tool, caller.clone()) {
         Ok(a) => a,
@@ -110,7 +102,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         us = t0.elapsed().as_micros() as u64,
         "cli: audit trail open"
     );
-    let sandbox = match admitted {
+    let sandbox = match supervise::admit(&policy, args.tool.as_deref(), &args.command) {
         Ok(s) => s,
         Err(refusal) => {
             eprintln!("enforcecore: {refusal}");
@@ -121,6 +113,11 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(exit::REFUSED);
         }
     };
+    // The hold on kernel audit is taken on its own thread while the plan is
+    // built (the cgroup thread has mostly finished by now, so the two share the
+    // CPUs with the main thread only); dropped unused, it is given back.
+    let hold = AuditHold::start(policy.denials.kernel_audit.value)
+        .context("starting the kernel audit thread")?;
     // The stdin pump may read a terminal while `run` is in the background: with
     // SIGTTIN/SIGTTOU ignored such reads fail (the tool sees EOF) instead of
     // stopping the supervisor.
