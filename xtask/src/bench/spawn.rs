@@ -23,15 +23,43 @@
 //! Options: `--rounds N` (default 200), `--warmup N` (20), `--gap-ms N` for the cold
 //! pass (50), `--no-cold`.
 //!
-//! # Measured on a quiet machine (load average 1.4), latest
+//! # Measured on a quiet machine (load average 1.2–1.4), latest
+//!
+//! `cargo xtask bench spawn --rounds 80 --no-cold`, medians: run 9.87 ms wall /
+//! 10.9 ms CPU, direct 1.20 / 1.31 ms, bwrap 8.66 / 8.58 ms: run / direct 8.2×
+//! wall (8.4× CPU), run / bwrap 1.14× (1.27× CPU) — targets ≤ 3× and ≤ 0.5×
+//! not met. The daemon's path (`supervise::execute`): 2.84× direct. On the same
+//! machine the same day, the build before this round measured 14.2 ms wall /
+//! 14.1 ms CPU (10.6×, 1.46× bwrap). What changed: fat LTO with one codegen unit
+//! (`--version` starts 0.6 ms sooner: 25% less code, 40% fewer relocated
+//! pages); `policy-loaded` and `run-started` handed to the writer as one message
+//! (they were often synced separately: two fdatasyncs before the exec); the
+//! holders' file of kernel audit rewritten in place (a rename over it freed and
+//! allocated a block twice per run, each a synchronous discard on this disk);
+//! run-started set going before the child is created; the hold on kernel audit
+//! taken on its own thread from admission on and given back while the exit
+//! record syncs.
+//!
+//! Where the rest goes (system-wide `perf`, 60 runs, per run): the supervisor's
+//! main thread 7.3 ms CPU — user space 2.3 ms (loader relocations, malloc, YAML
+//! parse, seccomp compile), page faults 1.4 ms (0.3 ms of them relocating
+//! `.data.rel.ro`, 0.3 ms mapping the binary's text around each fault), cgroup
+//! `rmdir` 0.5 ms and `openat` 0.5 ms; the cgroup thread 1.8 ms (five v1
+//! hierarchies, a run cgroup and a shared parent in each); the child before its
+//! exec 0.85 ms (two seccomp filters 0.28 ms, `execve` 0.26 ms, joining five
+//! cgroups 0.1 ms); the process's exit ~1 ms (unmapping ~1,700 file-backed pages
+//! of the binary and libc). The bare start and exit of `enforcecore --version`
+//! already cost 2.5–3.3 ms here against 0.8–1.2 ms for `/bin/true`.
+//!
+//! # Measured before that (quiet machine, load average 1.4)
 //!
 //! `cargo xtask bench spawn --rounds 60 --no-cold`, medians: run 13.1 ms wall /
 //! 13.7 ms CPU, direct 1.33 / 1.46 ms, bwrap 9.2 / 9.0 ms: run / direct 9.9×
-//! wall (9.4× CPU), run / bwrap 1.43× (1.53× CPU) — targets ≤ 3× and ≤ 0.5×
-//! not met. The daemon's path (`supervise::execute`): 3.86 ms, 3.24× direct.
-//! The child created with `clone3(CLONE_VM)` instead of a copy of the
-//! supervisor, against the build before it (8 × 10 interleaved runs): CPU
-//! 11.70 → 10.54 ms, wall 12.88 → 11.81 ms.
+//! wall (9.4× CPU), run / bwrap 1.43× (1.53× CPU). The daemon's path
+//! (`supervise::execute`): 3.86 ms, 3.24× direct. The child created with
+//! `clone3(CLONE_VM)` instead of a copy of the supervisor, against the build
+//! before it (8 × 10 interleaved runs): CPU 11.70 → 10.54 ms, wall 12.88 →
+//! 11.81 ms.
 //!
 //! # Measured earlier (2 cores shared with three other builds, load average 7.8–8.0)
 //!
