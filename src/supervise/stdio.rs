@@ -37,6 +37,18 @@ use crate::sys::reactor;
 
 const CHUNK: usize = 64 * 1024;
 
+/// The pumps' first read buffer: a tool that says little never makes the
+/// supervisor touch (fault in and zero) three 64 KiB buffers.
+const FIRST_READ: usize = 4096;
+
+/// After a read of `n` bytes that filled `buf`, let the next read take up to
+/// [`CHUNK`] bytes.
+fn grow(buf: &mut Vec<u8>, n: usize) {
+    if n == buf.len() && buf.len() < CHUNK {
+        buf.resize(CHUNK, 0);
+    }
+}
+
 /// Where the tool's stdin comes from.
 pub enum Input {
     /// Nothing: the tool reads EOF.
@@ -390,7 +402,7 @@ pub fn start(
 
 async fn pump_input(mut from: CallerEnd, mut to: pipe::Sender, mut filter: Filtered) {
     let filter = &mut filter.filter;
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; FIRST_READ];
     let mut out = Vec::with_capacity(CHUNK);
     loop {
         let n = match from.read(&mut buf).await {
@@ -402,6 +414,7 @@ async fn pump_input(mut from: CallerEnd, mut to: pipe::Sender, mut filter: Filte
                 break;
             }
         };
+        grow(&mut buf, n);
         out.clear();
         filter.push(&buf[..n], &mut out);
         if to.write_all(&out).await.is_err() {
@@ -421,7 +434,7 @@ async fn pump_output(
     cap: Arc<OutputCap>,
 ) {
     let filter = &mut filter.filter;
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; FIRST_READ];
     let mut out = Vec::with_capacity(CHUNK);
     let mut sink_ok = true;
     let mut forwarding = true;
@@ -437,10 +450,12 @@ async fn pump_output(
         };
         let allowed = cap.take(n);
         if !forwarding || !sink_ok {
+            grow(&mut buf, n);
             continue;
         }
         out.clear();
         filter.push(&buf[..allowed], &mut out);
+        grow(&mut buf, n);
         if allowed < n {
             forwarding = false;
             filter.finish(&mut out);
@@ -462,6 +477,23 @@ async fn pump_output(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_buffers_start_small_and_grow_once_filled() {
+        let mut buf = vec![0u8; FIRST_READ];
+        grow(&mut buf, 10);
+        assert_eq!(buf.len(), FIRST_READ, "a short read keeps the small buffer");
+        buf[..3].copy_from_slice(b"abc");
+        grow(&mut buf, FIRST_READ);
+        assert_eq!(
+            buf.len(),
+            CHUNK,
+            "a full read lets the next one take a chunk"
+        );
+        assert_eq!(&buf[..3], b"abc", "what was read stays");
+        grow(&mut buf, CHUNK);
+        assert_eq!(buf.len(), CHUNK, "never beyond a chunk");
+    }
 
     #[test]
     fn the_cap_forwards_exactly_its_budget_once() {
