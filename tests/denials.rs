@@ -502,6 +502,12 @@ fn a_denial_flood_is_counted_and_does_not_hide_a_later_refusal() {
         &util::output(util::enforcecore(["audit", "verify"]).arg(&r.trail)),
         0,
     );
+    // The table tells counted denials from lost ones.
+    let show = util::output(util::enforcecore(["audit", "show", "--denials"]).arg(&r.trail));
+    util::assert_code(&show, 0);
+    let table = String::from_utf8_lossy(&show.stdout);
+    assert!(table.contains("!! DENIALS CAPPED"), "{table}");
+    assert!(!table.contains("!! DENIALS LOST"), "{table}");
 }
 
 #[test]

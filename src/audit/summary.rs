@@ -45,7 +45,9 @@ pub fn header() -> String {
     )
 }
 
-/// One table row. Denials are marked `!! DENIAL`, in bold red with `color`.
+/// One table row. Denials are marked `!! DENIAL`, losses `!! DENIALS LOST`,
+/// denials only counted past a run's bounds `!! DENIALS CAPPED`; in bold red
+/// with `color`.
 pub fn row(r: &Record, color: bool) -> String {
     // 2026-11-01T12:34:56.123456Z → 2026-11-01 12:34:56.123
     let time = match r.ts.get(..23) {
@@ -53,7 +55,12 @@ pub fn row(r: &Record, color: bool) -> String {
         None => clean(&r.ts),
     };
     let denial = r.kind == "denial" || r.kind == "denials-lost";
-    let kind = if r.kind == "denials-lost" {
+    let kind = if let Some(RecordBody::DenialsLost { source, .. }) = &r.body
+        && source == "cap"
+    {
+        // Past a run's bounds: counted in the record, not lost.
+        "!! DENIALS CAPPED".to_string()
+    } else if r.kind == "denials-lost" {
         "!! DENIALS LOST".to_string()
     } else if denial {
         "!! DENIAL".to_string()
