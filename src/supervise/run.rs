@@ -111,15 +111,17 @@ pub async fn execute(
     let report = run.plan.report.clone();
     let mut started = std::pin::pin!(observer.started(&report));
     let early = poll_once(started.as_mut()).await;
+    let recording = async move {
+        match early {
+            Some(r) => r,
+            None => started.await,
+        }
+    };
     let child = match spawn::spawn(&run.plan, &pipes.child, &join) {
         Ok(c) => c,
         Err(e) => {
             // run-started may be in the trail: its run ends there, without the tool.
-            let recorded = match early {
-                Some(r) => r,
-                None => started.await,
-            };
-            if recorded.is_ok() {
+            if recording.await.is_ok() {
                 let exit = ExitReport::never_ran(ExitCause::SetupFailed, clock.ms());
                 if let Err(oe) = observer.exited(&exit).await {
                     tracing::warn!("recording the failed spawn failed: {oe}");
@@ -145,12 +147,6 @@ pub async fn execute(
         hold,
     );
     tracing::debug!(us = clock.us(), "run: registered with the denial feed");
-    let recording = async {
-        match early {
-            Some(r) => r,
-            None => started.await,
-        }
-    };
     let (recorded, ready) = tokio::join!(recording, timeout(SETUP_TIMEOUT, child.ready()));
     let setup = match ready {
         Err(_) => {

@@ -30,6 +30,9 @@ pub const STATE_DIR: &str = "/run/enforcecore";
 /// of 64 drops records when a tool is denied in a burst).
 pub const BACKLOG_LIMIT: u32 = 8192;
 
+/// The most a state file rewrite pads with spaces ([`Locked::save`]).
+const MAX_PAD: usize = 1 << 20;
+
 /// What kernel denial capture is for a run; recorded in run-started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Capture {
@@ -142,7 +145,9 @@ impl Locked {
             .mode(0o600)
             .open(&self.path)?;
         let len = body.len();
-        let old = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+        // (A state file is a few hundred bytes; one grown past 1 MiB by hand is
+        // not padded to its end: cut off below, it parses once the write is done.)
+        let old = usize::try_from(f.metadata()?.len()).map_or(MAX_PAD, |n| n.min(MAX_PAD));
         if old > len {
             body.resize(old, b' ');
         }
