@@ -113,9 +113,8 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(exit::REFUSED);
         }
     };
-    // The hold on kernel audit is taken on its own thread while the plan is
-    // built (the cgroup thread has mostly finished by now, so the two share the
-    // CPUs with the main thread only); dropped unused, it is given back.
+    // The hold on kernel audit is taken on its own thread while the runtime
+    // starts and the plan is built; dropped unused, it is given back.
     let hold = AuditHold::start(policy.denials.kernel_audit.value)
         .context("starting the kernel audit thread")?;
     // The stdin pump may read a terminal while `run` is in the background: with

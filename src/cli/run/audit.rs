@@ -9,9 +9,9 @@
 //!
 //! The `policy-loaded` record is prepared when the trail opens but handed to the
 //! writer together with `run-started` ([`Trail::submit_all`]), so that both are
-//! made durable by one `fdatasync` before the exec ([`RunObserver`]); a run that ends before it
-//! starts (refused, or its sandbox could not be applied) writes it before its
-//! last records.
+//! made durable by one `fdatasync` before the exec ([`RunObserver`]); a run that
+//! ends before it starts (refused, or its sandbox could not be applied) writes
+//! it before its last records.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -127,12 +127,15 @@ impl RunObserver {
     /// Queue the `policy-loaded` record unless it already is; the ticket
     /// resolves once it is durable.
     pub fn policy_loaded(&self) -> Option<Ticket> {
-        let body = self
-            .policy_loaded
+        Some(self.trail.submit(self.take_policy_loaded()?))
+    }
+
+    /// The `policy-loaded` record, unless it was handed to the writer already.
+    fn take_policy_loaded(&self) -> Option<RecordBody> {
+        self.policy_loaded
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
-        Some(self.trail.submit(body))
+            .take()
     }
 }
 
@@ -140,11 +143,7 @@ impl RunObserver {
 impl Observer for RunObserver {
     async fn started(&self, enforcement: &EnforcementReport) -> Result<(), ObserverError> {
         // Sent together: the writer takes both in one batch (one sync).
-        let policy = self
-            .policy_loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let policy = self.take_policy_loaded();
         let started = self.inner.started_record(enforcement);
         for t in self.trail.submit_all(policy.into_iter().chain([started])) {
             t.await?;
