@@ -39,5 +39,8 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
+        // A failed write to stderr is dropped; by default tracing reports it
+        // with `eprintln!`, which panics when stderr is gone — mid-run.
+        .log_internal_errors(false)
         .init();
 }

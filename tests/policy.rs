@@ -313,3 +313,37 @@ fn explain_describes_a_tool_in_plain_language() {
         util::stderr(&out)
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // stdout is a pipe whose reader is already gone (`| head` that has
+    // finished): the write fails with EPIPE, which ends the output without a
+    // panic or an error; stderr still tells about real failures.
+    let strict = util::policy("strict.yaml");
+    let cases: [&[&str]; 4] = [
+        &["policy", "explain"],
+        &["policy", "show"],
+        &["policy", "check"],
+        &["doctor"],
+    ];
+    for args in cases {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let mut c = util::enforcecore(args);
+        if args[0] == "policy" {
+            c.arg(&strict);
+        }
+        let out = c
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("spawn enforcecore");
+        let err = util::stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert!(
+            out.status.code().is_some_and(|c| c == 0),
+            "{args:?}: {out:?}"
+        );
+    }
+}

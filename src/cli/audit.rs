@@ -174,39 +174,30 @@ pub struct AppendArgs {
 
 /// Execute an `enforcecore audit` subcommand.
 pub fn execute(cmd: AuditCommand) -> anyhow::Result<u8> {
-    let r = match cmd {
+    // A closed stdout (`| head`) ends the output quietly (`cli::dispatch`).
+    match cmd {
         AuditCommand::Keygen(a) => keygen(a),
         AuditCommand::Verify(a) => verify(a),
         AuditCommand::Show(a) => show(a),
         AuditCommand::Tail(a) => tail(a),
         AuditCommand::Why(a) => why(a),
         AuditCommand::Append(a) => append(a),
-    };
-    // A closed stdout (`| head`) ends the output; it is not an error.
-    match r {
-        Err(e)
-            if e.downcast_ref::<io::Error>().map(io::Error::kind)
-                == Some(io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(0)
-        }
-        r => r,
     }
 }
 
 fn keygen(a: KeygenArgs) -> anyhow::Result<u8> {
     let k = keys::generate(&a.out)?;
-    println!(
+    super::out!(
         "secret key: {} (mode 0600; keep it off the audited host's readable paths)",
         k.secret.display()
-    );
-    println!("public key: {}", k.public.display());
-    println!("key id:     {}", k.key_id);
-    println!(
+    )?;
+    super::out!("public key: {}", k.public.display())?;
+    super::out!("key id:     {}", k.key_id)?;
+    super::out!(
         "sign with `run --audit-key {}`; verify with `audit verify --key {} FILE`",
         k.secret.display(),
         k.public.display()
-    );
+    )?;
     Ok(0)
 }
 
@@ -295,7 +286,7 @@ fn show(a: ShowArgs) -> anyhow::Result<u8> {
         Ok(_) => true,
         Err((line, why)) => {
             bad += 1;
-            eprintln!(
+            super::say!(
                 "enforcecore: {}:{line}: not a record: {why}",
                 a.file.display()
             );
@@ -307,7 +298,7 @@ fn show(a: ShowArgs) -> anyhow::Result<u8> {
     }
     p.out.flush()?;
     if bad > 0 {
-        eprintln!(
+        super::say!(
             "enforcecore: {bad} line(s) could not be read; run `enforcecore audit verify {}`",
             a.file.display()
         );
@@ -335,7 +326,7 @@ fn tail(a: TailArgs) -> anyhow::Result<u8> {
         },
         Ok(_) => true,
         Err(why) => {
-            eprintln!(
+            super::say!(
                 "enforcecore: {}: skipping a line that is not a record: {why}",
                 a.file.display()
             );
@@ -497,7 +488,7 @@ fn append(a: AppendArgs) -> anyhow::Result<u8> {
     if let Some(e) = failed {
         return Err(e.into());
     }
-    println!("appended {total} records to {}", a.file.display());
+    super::out!("appended {total} records to {}", a.file.display())?;
     Ok(0)
 }
 

@@ -48,7 +48,7 @@ pub fn execute(args: CallArgs) -> anyhow::Result<u8> {
         match a.to_str() {
             Some(s) => argv.push(s.to_string()),
             None => {
-                eprintln!(
+                super::say!(
                     "enforcecore: argument {} is not valid UTF-8; tool arguments are text",
                     i + 1
                 );
@@ -71,21 +71,21 @@ pub fn execute(args: CallArgs) -> anyhow::Result<u8> {
     let mut c = match Client::connect(&args.socket) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("enforcecore: {e}");
+            super::say!("enforcecore: {e}");
             return Ok(exit::SUPERVISOR_FAILED);
         }
     };
     let verbose = args.verbose;
     let answer = c.request(&req, &fds, |r| {
         if let (true, Response::Started { run, .. }) = (verbose, r) {
-            eprintln!("enforcecore: run {run} started");
+            super::say!("enforcecore: run {run} started");
         }
     });
     drop(stdio);
     match answer {
         Ok(Response::Exited { code, message, .. }) => {
             if let Some(m) = message {
-                eprintln!("enforcecore: {m}");
+                super::say!("enforcecore: {m}");
             }
             Ok(code)
         }
@@ -98,15 +98,15 @@ pub fn execute(args: CallArgs) -> anyhow::Result<u8> {
 pub(super) fn client_error<E: std::fmt::Display>(answer: Result<Response, E>) -> u8 {
     match answer {
         Ok(Response::Error { code, message, .. }) => {
-            eprintln!("enforcecore: {message}");
+            super::say!("enforcecore: {message}");
             code
         }
         Ok(other) => {
-            eprintln!("enforcecore: unexpected answer from the daemon: {other:?}");
+            super::say!("enforcecore: unexpected answer from the daemon: {other:?}");
             exit::SUPERVISOR_FAILED
         }
         Err(e) => {
-            eprintln!("enforcecore: {e}");
+            super::say!("enforcecore: {e}");
             exit::SUPERVISOR_FAILED
         }
     }

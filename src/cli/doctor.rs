@@ -3,6 +3,7 @@
 //! cgroup. Exit 0 when every layer `run` needs is available, 1 otherwise.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use clap::Args;
 use serde::Serialize;
@@ -419,9 +420,9 @@ fn render(r: &Report) -> String {
 pub fn execute(args: DoctorArgs) -> anyhow::Result<u8> {
     let r = gather();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        super::out!("{}", serde_json::to_string_pretty(&r)?)?;
     } else {
-        print!("{}", render(&r));
+        std::io::stdout().lock().write_all(render(&r).as_bytes())?;
     }
     Ok(if r.ok { 0 } else { 1 })
 }

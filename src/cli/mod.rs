@@ -4,9 +4,38 @@
 //! This module owns argument parsing, human/JSON output and exit codes. Logic
 //! lives in the library modules; nothing here may weaken enforcement.
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// `eprintln!` that cannot panic: a closed or full stderr loses the message,
+/// never the run (std's `eprintln!` panics when the write fails, which would
+/// abort a run whose tool has already started).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::to_stderr(::std::format_args!($($arg)*))
+    };
+}
+pub(crate) use say;
+
+/// `println!` that returns the write error instead of panicking on it; a
+/// closed stdout (`| head`) ends the command quietly ([`dispatch`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        ::std::io::Write::write_fmt(
+            &mut ::std::io::stdout().lock(),
+            ::std::format_args!("{}\n", ::std::format_args!($($arg)*)),
+        )
+    };
+}
+pub(crate) use out;
+
+/// One line to stderr in one write; errors are dropped (see [`say!`]).
+pub(crate) fn to_stderr(args: std::fmt::Arguments<'_>) {
+    let line = format!("{args}\n");
+    let _ = io::stderr().lock().write_all(line.as_bytes());
+}
 
 pub mod audit;
 pub mod call;
@@ -69,9 +98,12 @@ impl Command {
     }
 }
 
-/// Run the parsed command line. Errors are printed here, once, with their chain.
+/// Run the parsed command line. Errors are printed here, once, with their chain;
+/// a closed stdout is not an error (the reader has all it wanted).
 pub fn dispatch(cli: Cli) -> ExitCode {
     let failure = cli.command.failure_code();
+    // `run` and `call` report the tool's exit, whatever happened to stdout.
+    let quiet_on_broken_pipe = !matches!(cli.command, Command::Run(_) | Command::Call(_));
     let result = match cli.command {
         Command::Run(a) => run::execute(a),
         Command::Redact(a) => redact::execute(a),
@@ -84,9 +116,18 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(e) if quiet_on_broken_pipe && broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("enforcecore: error: {e:#}");
+            say!("enforcecore: error: {e:#}");
             ExitCode::from(failure)
         }
     }
+}
+
+/// Whether an error is (caused by) a write to a pipe nobody reads any more.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
 }

@@ -122,42 +122,42 @@ pub struct ExplainArgs {
 /// Execute an `enforcecore policy` subcommand.
 pub fn execute(cmd: PolicyCommand) -> anyhow::Result<u8> {
     match cmd {
-        PolicyCommand::Check(a) => Ok(check(&a)),
+        PolicyCommand::Check(a) => check(&a),
         PolicyCommand::Show(a) => show(&a),
         PolicyCommand::Explain(a) => explain(&a),
     }
 }
 
-fn check(a: &CheckArgs) -> u8 {
+fn check(a: &CheckArgs) -> anyhow::Result<u8> {
     let opts = a.root.options();
     let mut failed = false;
     for f in &a.files {
         match policy::load_with(f, &opts) {
-            Ok(p) => println!(
+            Ok(p) => super::out!(
                 "ok: {} (policy `{}`, {} tool{}, sha256 {})",
                 f.display(),
                 p.name,
                 p.tools.len(),
                 if p.tools.len() == 1 { "" } else { "s" },
                 p.hash
-            ),
+            )?,
             Err(e) => {
                 failed = true;
-                eprintln!("{e}");
+                super::say!("{e}");
                 if e.location().file != *f {
-                    eprintln!("note: while loading {}", f.display());
+                    super::say!("note: while loading {}", f.display());
                 }
             }
         }
     }
-    u8::from(failed)
+    Ok(u8::from(failed))
 }
 
 fn load(file: &Path, root: &RootArg) -> Result<Policy, u8> {
     policy::load_with(file, &root.options()).map_err(|e| {
-        eprintln!("{e}");
+        super::say!("{e}");
         if e.location().file != file {
-            eprintln!("note: while loading {}", file.display());
+            super::say!("note: while loading {}", file.display());
         }
         1
     })
@@ -185,11 +185,11 @@ fn explain(a: &ExplainArgs) -> anyhow::Result<u8> {
     };
     match policy::explain(&p, a.tool.as_deref()) {
         Ok(text) => {
-            print!("{text}");
+            std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(0)
         }
         Err(e) => {
-            eprintln!("enforcecore: {e}");
+            super::say!("enforcecore: {e}");
             Ok(1)
         }
     }

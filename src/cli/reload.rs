@@ -42,7 +42,7 @@ pub fn execute(args: ReloadArgs) -> anyhow::Result<u8> {
             } else {
                 "unchanged"
             };
-            println!("policy {policy} sha256:{sha256} {what}");
+            super::out!("policy {policy} sha256:{sha256} {what}")?;
             Ok(0)
         }
         other => Ok(super::call::client_error(other)),

@@ -74,7 +74,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let policy = match policy::load(&args.policy) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("enforcecore: {e}");
+            super::say!("enforcecore: {e}");
             return Ok(exit::SUPERVISOR_FAILED);
         }
     };
@@ -94,7 +94,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let audit = match Audit::open(&args, &policy, &run_id, &tool, caller.clone()) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("enforcecore: error: {e:#}");
+            super::say!("enforcecore: error: {e:#}");
             return Ok(exit::SUPERVISOR_FAILED);
         }
     };
@@ -105,10 +105,10 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let sandbox = match supervise::admit(&policy, args.tool.as_deref(), &args.command) {
         Ok(s) => s,
         Err(refusal) => {
-            eprintln!("enforcecore: {refusal}");
+            super::say!("enforcecore: {refusal}");
             let recorded = audit.refused(&refusal);
             if let Err(e) = recorded {
-                eprintln!("enforcecore: error: recording the refusal failed: {e:#}");
+                super::say!("enforcecore: error: recording the refusal failed: {e:#}");
             }
             return Ok(exit::REFUSED);
         }
@@ -178,7 +178,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("enforcecore: error: {e}");
+            super::say!("enforcecore: error: {e}");
             return Ok(e.exit_code());
         }
     };
@@ -191,7 +191,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             "exit": outcome.exit,
             "denials": outcome.denials,
         });
-        eprintln!("{v}");
+        super::say!("{v}");
     } else if args.verbose || abnormal {
         print_report(
             &run_id,
@@ -201,11 +201,11 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         );
     }
     if let Some(e) = &outcome.observer_error {
-        eprintln!("enforcecore: error: {e}");
+        super::say!("enforcecore: error: {e}");
         return Ok(exit::SUPERVISOR_FAILED);
     }
     if let Err(e) = closed {
-        eprintln!("enforcecore: error: sealing the audit trail failed: {e}");
+        super::say!("enforcecore: error: sealing the audit trail failed: {e}");
         return Ok(exit::SUPERVISOR_FAILED);
     }
     Ok(match (outcome.exit.cause, signal) {
@@ -260,7 +260,7 @@ fn print_report(run_id: &str, e: &EnforcementReport, x: &ExitReport, denials: &[
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    eprintln!(
+    super::say!(
         "enforcecore: run {run_id}: {how} ({cause}) after {} ms; cpu {}; peak memory {}; \
          output {}",
         x.duration_ms,
@@ -269,13 +269,16 @@ fn print_report(run_id: &str, e: &EnforcementReport, x: &ExitReport, denials: &[
         fmt_size(x.output_bytes),
     );
     for d in denials {
-        eprintln!(
+        super::say!(
             "enforcecore: denied by {:?}: {} — {} ({})",
-            d.layer, d.object, d.detail, d.hint
+            d.layer,
+            d.object,
+            d.detail,
+            d.hint
         );
     }
     let l = &e.landlock;
-    eprintln!(
+    super::say!(
         "enforcecore: sandbox: uid {} gid {}, capabilities {}, no_new_privs; landlock ABI {} \
          {} ({} path rules{}, {} port rules, scopes [{}], log_new_exec {})",
         e.uid,
@@ -305,7 +308,7 @@ fn print_report(run_id: &str, e: &EnforcementReport, x: &ExitReport, denials: &[
         l.log_new_exec,
     );
     let s = &e.seccomp;
-    eprintln!(
+    super::say!(
         "enforcecore: seccomp {} {} ({} syscalls listed, {} BPF instructions, sha256 {}); \
          socket families [{}]",
         s.mode,
@@ -316,7 +319,7 @@ fn print_report(run_id: &str, e: &EnforcementReport, x: &ExitReport, denials: &[
         s.socket_families.join(" ")
     );
     let c = &e.cgroup;
-    eprintln!(
+    super::say!(
         "enforcecore: cgroup {} (memory {}, pids {}, cpu {}); rlimits {}; run dir {}",
         c.version,
         c.memory_bytes.map_or("-".into(), fmt_size),

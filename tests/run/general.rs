@@ -356,6 +356,38 @@ fn verbose_reports_what_was_enforced() {
 }
 
 #[test]
+fn a_stderr_that_cannot_be_written_never_aborts_a_run() {
+    if !ready() {
+        return;
+    }
+    // Every write to /dev/full fails (ENOSPC): the debug log, the report of
+    // `--verbose` and of an abnormal end are lost, the run is not — the tool's
+    // own exit code comes back and its exit is recorded.
+    let d = Dir::new("fullstderr");
+    let trail = d.join("trail.jsonl");
+    let p = Knobs::default().write();
+    for (script, expected) in [("exit 3", 3), ("kill -KILL $$", 128 + 9)] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full");
+        let out = util::enforcecore(["run", "--verbose", "--policy"])
+            .arg(&p.path)
+            .arg("--audit-log")
+            .arg(&trail)
+            .arg("--")
+            .args(sh(script))
+            .env("ENFORCECORE_LOG", "debug")
+            .stderr(full)
+            .output()
+            .expect("spawn enforcecore");
+        util::assert_code(&out, expected);
+    }
+    let text = std::fs::read_to_string(&trail).expect("read the trail");
+    assert_eq!(text.matches("\"kind\":\"run-exited\"").count(), 2, "{text}");
+}
+
+#[test]
 fn the_callers_personality_does_not_reach_the_tool() {
     if !ready() {
         return;
