@@ -347,3 +347,30 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
         );
     }
 }
+
+#[test]
+fn an_output_that_cannot_be_written_is_an_error_naming_it() {
+    // /dev/full refuses every write (ENOSPC): unlike a closed pipe, that is a
+    // failure, said once, naming the stream.
+    for args in [&["policy", "show"][..], &["policy", "explain"], &["doctor"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full");
+        let mut c = util::enforcecore(args);
+        if args[0] == "policy" {
+            c.arg(util::policy("strict.yaml"));
+        }
+        let out = c
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("spawn enforcecore");
+        util::assert_code(&out, 1);
+        assert_eq!(
+            util::stderr(&out),
+            "enforcecore: error: writing to stdout: No space left on device (os error 28)\n",
+            "{args:?}"
+        );
+    }
+}

@@ -204,13 +204,14 @@ fn keygen(a: KeygenArgs) -> anyhow::Result<u8> {
 fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     let key = a.key.as_deref().map(keys::load_verifying_key).transpose()?;
     let report = verify::verify_files(&a.files, key)?;
-    let mut out = io::stdout().lock();
+    let mut out = Vec::new();
     if a.json {
         serde_json::to_writer(&mut out, &report)?;
         writeln!(out)?;
     } else {
         report.write_human(&mut out)?;
     }
+    super::to_stdout_raw(&out)?;
     Ok(if report.ok { 0 } else { 1 })
 }
 
@@ -294,9 +295,9 @@ fn show(a: ShowArgs) -> anyhow::Result<u8> {
         }
     })?;
     if let Some(e) = err {
-        return Err(e.into());
+        return Err(anyhow::Error::new(e).context("writing to stdout"));
     }
-    p.out.flush()?;
+    p.out.flush().context("writing to stdout")?;
     if bad > 0 {
         super::say!(
             "enforcecore: {bad} line(s) could not be read; run `enforcecore audit verify {}`",
@@ -338,14 +339,14 @@ fn tail(a: TailArgs) -> anyhow::Result<u8> {
         // Until interrupted, or stdout is closed.
         loop {
             if let Some(e) = err.borrow_mut().take() {
-                return Err(e.into());
+                return Err(anyhow::Error::new(e).context("writing to stdout"));
             }
             std::thread::sleep(reader::FOLLOW_POLL);
             follower.poll(&mut emit)?;
         }
     }
     match err.into_inner() {
-        Some(e) => Err(e.into()),
+        Some(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
         None => Ok(0),
     }
 }
@@ -413,7 +414,7 @@ fn why(a: WhyArgs) -> anyhow::Result<u8> {
     };
     let trail = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
     let e = why::explain(denial, Some(&trail));
-    let mut out = io::stdout().lock();
+    let mut out = Vec::new();
     if a.json {
         let v = serde_json::json!({
             "seq": r.seq,
@@ -425,6 +426,7 @@ fn why(a: WhyArgs) -> anyhow::Result<u8> {
         });
         serde_json::to_writer(&mut out, &v)?;
         writeln!(out)?;
+        super::to_stdout_raw(&out)?;
         return Ok(0);
     }
     let c = summary::clean;
@@ -454,6 +456,7 @@ fn why(a: WhyArgs) -> anyhow::Result<u8> {
     for w in &e.warnings {
         writeln!(out, "WARNING:     {}", c(w))?;
     }
+    super::to_stdout_raw(&out)?;
     Ok(0)
 }
 

@@ -3,7 +3,6 @@
 //! cgroup. Exit 0 when every layer `run` needs is available, 1 otherwise.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use clap::Args;
 use serde::Serialize;
@@ -422,7 +421,7 @@ pub fn execute(args: DoctorArgs) -> anyhow::Result<u8> {
     if args.json {
         super::out!("{}", serde_json::to_string_pretty(&r)?)?;
     } else {
-        std::io::stdout().lock().write_all(render(&r).as_bytes())?;
+        super::to_stdout_raw(render(&r).as_bytes())?;
     }
     Ok(if r.ok { 0 } else { 1 })
 }

@@ -23,13 +23,24 @@ pub(crate) use say;
 /// closed stdout (`| head`) ends the command quietly ([`dispatch`]).
 macro_rules! out {
     ($($arg:tt)*) => {
-        ::std::io::Write::write_fmt(
-            &mut ::std::io::stdout().lock(),
-            ::std::format_args!("{}\n", ::std::format_args!($($arg)*)),
-        )
+        $crate::cli::to_stdout(::std::format_args!($($arg)*))
     };
 }
 pub(crate) use out;
+
+/// One line to stdout ([`out!`]).
+pub(crate) fn to_stdout(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    to_stdout_raw(format!("{args}\n").as_bytes())
+}
+
+/// Bytes to stdout; the error says which stream failed.
+pub(crate) fn to_stdout_raw(bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    io::stdout()
+        .lock()
+        .write_all(bytes)
+        .context("writing to stdout")
+}
 
 /// One line to stderr in one write; errors are dropped (see [`say!`]).
 pub(crate) fn to_stderr(args: std::fmt::Arguments<'_>) {
@@ -118,10 +129,27 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if quiet_on_broken_pipe && broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            say!("enforcecore: error: {e:#}");
+            say!("enforcecore: error: {}", describe(&e));
             ExitCode::from(failure)
         }
     }
+}
+
+/// An error and its causes, `: `-separated like `{:#}`, without repeating a
+/// cause whose text the message before it already quotes (many errors name
+/// their source in their own message).
+pub(crate) fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.is_empty() {
+            text = c;
+        } else if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 /// Whether an error is (caused by) a write to a pipe nobody reads any more.
@@ -130,4 +158,36 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot write the output: {source}")]
+    struct Quoting {
+        source: io::Error,
+    }
+
+    #[test]
+    fn describe_names_each_cause_once() {
+        let io = || io::Error::from(io::ErrorKind::StorageFull);
+        let e = anyhow::Error::new(Quoting { source: io() }).context("redacting stdin");
+        assert_eq!(
+            describe(&e),
+            format!("redacting stdin: cannot write the output: {}", io())
+        );
+        let e = anyhow::Error::new(io()).context("writing to stdout");
+        assert_eq!(describe(&e), format!("writing to stdout: {}", io()));
+        assert_eq!(format!("{e:#}"), describe(&e));
+    }
+
+    #[test]
+    fn a_broken_pipe_is_found_anywhere_in_the_chain() {
+        let pipe = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(broken_pipe(&pipe.context("writing to stdout")));
+        let full = anyhow::Error::new(io::Error::from(io::ErrorKind::StorageFull));
+        assert!(!broken_pipe(&full.context("writing to stdout")));
+    }
 }

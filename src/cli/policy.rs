@@ -5,7 +5,6 @@
 //! from, and read in plain language what a tool may do. Nothing here changes
 //! what a policy means; the library does the loading.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -168,12 +167,12 @@ fn show(a: &ShowArgs) -> anyhow::Result<u8> {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let mut out = std::io::stdout().lock();
     if a.json {
-        serde_json::to_writer_pretty(&mut out, &p)?;
-        writeln!(out)?;
+        let mut out = serde_json::to_vec_pretty(&p)?;
+        out.push(b'\n');
+        super::to_stdout_raw(&out)?;
     } else {
-        out.write_all(render(&p).as_bytes())?;
+        super::to_stdout_raw(render(&p).as_bytes())?;
     }
     Ok(0)
 }
@@ -185,7 +184,7 @@ fn explain(a: &ExplainArgs) -> anyhow::Result<u8> {
     };
     match policy::explain(&p, a.tool.as_deref()) {
         Ok(text) => {
-            std::io::stdout().lock().write_all(text.as_bytes())?;
+            super::to_stdout_raw(text.as_bytes())?;
             Ok(0)
         }
         Err(e) => {

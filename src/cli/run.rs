@@ -94,7 +94,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let audit = match Audit::open(&args, &policy, &run_id, &tool, caller.clone()) {
         Ok(a) => a,
         Err(e) => {
-            super::say!("enforcecore: error: {e:#}");
+            super::say!("enforcecore: error: {}", super::describe(&e));
             return Ok(exit::SUPERVISOR_FAILED);
         }
     };
@@ -108,7 +108,10 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             super::say!("enforcecore: {refusal}");
             let recorded = audit.refused(&refusal);
             if let Err(e) = recorded {
-                super::say!("enforcecore: error: recording the refusal failed: {e:#}");
+                super::say!(
+                    "enforcecore: error: recording the refusal failed: {}",
+                    super::describe(&e)
+                );
             }
             return Ok(exit::REFUSED);
         }
