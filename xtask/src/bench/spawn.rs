@@ -5,7 +5,14 @@
 //! - `run`:    `enforcecore run --policy policies/strict.yaml -- /bin/true` (release
 //!   build: its own start-up, policy load, plan, cgroup, sandboxed exec, cleanup);
 //! - `direct`: `/bin/true`;
-//! - `bwrap`:  `bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all /bin/true`.
+//! - `bwrap`:  `bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all /bin/true`;
+//! - `start`:  `enforcecore --version`: the supervisor binary's own start and exit;
+//! - `hello`:  an empty Rust program (`fn main() {}`, built with `rustc -O` into
+//!   `target/bench/`): the least any supervisor written in Rust pays to start.
+//!
+//! From `hello`, `direct` and a probe of one durable append on this disk, each
+//! report also prints the *floor*: the least any `enforcecore run` can take here
+//! ([`floor`]), against the targets.
 //!
 //! Reported: median, p90 and max wall time per command and the ratios of the
 //! medians; and the CPU time of each command's whole process tree ([`CpuMeter`]),
@@ -152,7 +159,7 @@ struct Subject {
     argv: Vec<String>,
 }
 
-fn subjects(bin: &Path, policy: &Path, trail: &Path) -> Vec<Subject> {
+fn subjects(bin: &Path, hello: &Path, policy: &Path, trail: &Path) -> Vec<Subject> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     vec![
         Subject {
@@ -185,6 +192,16 @@ fn subjects(bin: &Path, policy: &Path, trail: &Path) -> Vec<Subject> {
                 "--unshare-all",
                 "/bin/true",
             ]),
+        },
+        // The supervisor binary's own start and exit, nothing else: part of the
+        // floor under any `enforcecore run` ([`floor`]).
+        Subject {
+            name: "start",
+            argv: vec![bin.display().to_string(), "--version".to_string()],
+        },
+        Subject {
+            name: "hello",
+            argv: vec![hello.display().to_string()],
         },
     ]
 }
@@ -308,7 +325,13 @@ fn measure(subjects: &[Subject], o: &Opts, gap: Duration, meter: &CpuMeter) -> R
     Ok((times, cpus))
 }
 
-fn report(title: &str, subjects: &[Subject], (times, cpus): &Samples, meter: &CpuMeter) {
+fn report(
+    title: &str,
+    subjects: &[Subject],
+    (times, cpus): &Samples,
+    meter: &CpuMeter,
+    sync_ms: f64,
+) {
     println!("\n{title}");
     println!(
         "  {:<8} {:>9} {:>9} {:>9} {:>9}",
@@ -349,6 +372,65 @@ fn report(title: &str, subjects: &[Subject], (times, cpus): &Samples, meter: &Cp
         cpu[0] / cpu[1],
         cpu[0] / cpu[2]
     );
+    floor(med["hello"], d, b, sync_ms);
+}
+
+/// The least any `enforcecore run` can take here, from parts measured in this
+/// run: the start and exit of an empty Rust program (`hello`; the real
+/// supervisor's `start` is longer), the sandboxed child at
+/// the issue's own anchor ratio (Landlock + seccomp + cgroup v1 applied in a
+/// forked child: 1.14 / 0.64 = 1.8x a direct exec), and the one durable write
+/// that cannot overlap anything (the run-exited record; run-started's sync
+/// overlaps the child's set-up). Nothing else — policy load, cgroup creation
+/// and removal, the audit trail's open, kernel audit — is counted.
+fn floor(start: f64, direct: f64, bwrap: f64, sync_ms: f64) {
+    let child = direct * ANCHOR_FORKED_SANDBOX_MS / ANCHOR_DIRECT_MS;
+    let f = start + child + sync_ms;
+    println!(
+        "  floor: hello {start:.3} + sandboxed child {child:.3} + one fdatasync {sync_ms:.3} = \
+         {f:.3}ms = {:.2}x direct (target <= 3x: {:.3}ms), {:.2}x bwrap (target <= 0.5x: {:.3}ms)",
+        f / direct,
+        3.0 * direct,
+        f / bwrap,
+        0.5 * bwrap
+    );
+}
+
+/// An empty Rust program, optimised, at `out`.
+fn build_hello(out: &Path) -> Result<()> {
+    let src = out.with_extension("rs");
+    std::fs::write(&src, "fn main() {}\n").context("writing the empty program")?;
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    crate::run(
+        Command::new(rustc)
+            .args(["-O", "-C", "debuginfo=0", "-o"])
+            .arg(out)
+            .arg(&src),
+    )
+}
+
+/// Median of `n` durable appends (a 300-byte write + `fdatasync`) to a file
+/// next to the benchmark's trail: what one synced audit record costs on this disk.
+fn fdatasync_ms(dir: &Path, n: usize) -> Result<f64> {
+    use std::io::Write;
+    let path = dir.join("fdatasync-probe");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let line = [b'x'; 300];
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f.write_all(&line)?;
+        f.sync_data()?;
+        v.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(f);
+    std::fs::remove_file(&path)?;
+    v.sort_by(f64::total_cmp);
+    Ok(percentile(&v, 0.5))
 }
 
 /// Median of each `enforcecore` phase (`us=` of its debug lines), over `n` runs.
@@ -438,7 +520,9 @@ pub fn main(args: &[String]) -> Result<()> {
     let trail = root.join("target/bench/spawn-audit.jsonl");
     std::fs::create_dir_all(root.join("target/bench")).context("creating target/bench")?;
     let _ = std::fs::remove_file(&trail);
-    let subjects = subjects(&bin, &policy, &trail);
+    let hello = root.join("target/bench/hello");
+    build_hello(&hello)?;
+    let subjects = subjects(&bin, &hello, &policy, &trail);
     let meter = CpuMeter::new();
     for s in &subjects {
         once(&s.argv, &meter).with_context(|| format!("smoke-testing {}", s.name))?;
@@ -449,11 +533,13 @@ pub fn main(args: &[String]) -> Result<()> {
         o.rounds, o.warmup
     );
     let back_to_back = measure(&subjects, &o, Duration::ZERO, &meter)?;
+    let sync_ms = fdatasync_ms(&root.join("target/bench"), 100)?;
     report(
         "back to back (no gap between commands)",
         &subjects,
         &back_to_back,
         &meter,
+        sync_ms,
     );
     if o.cold {
         let cold_opts = Opts {
@@ -471,6 +557,7 @@ pub fn main(args: &[String]) -> Result<()> {
             &subjects,
             &cold,
             &meter,
+            sync_ms,
         );
     }
     profile(&bin, &policy, &trail, 40)?;
