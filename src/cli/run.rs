@@ -116,10 +116,18 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(exit::REFUSED);
         }
     };
+    tracing::debug!(
+        us = t0.elapsed().as_micros() as u64,
+        "cli: command admitted"
+    );
     // The hold on kernel audit is taken on its own thread while the runtime
     // starts and the plan is built; dropped unused, it is given back.
     let hold = AuditHold::start(policy.denials.kernel_audit.value)
         .context("starting the kernel audit thread")?;
+    tracing::debug!(
+        us = t0.elapsed().as_micros() as u64,
+        "cli: kernel audit thread started"
+    );
     // The stdin pump may read a terminal while `run` is in the background: with
     // SIGTTIN/SIGTTOU ignored such reads fail (the tool sees EOF) instead of
     // stopping the supervisor.
