@@ -28,6 +28,7 @@ pub async fn execute(
     observer: &dyn Observer,
 ) -> Result<RunOutcome, SuperviseError> {
     let clock = Clock(Instant::now());
+    stdio::check(&req.stdio).map_err(SuperviseError::Stdio)?;
     let sandbox = req.sandbox;
     let euid = nix::unistd::geteuid().as_raw();
     let limits = CgroupLimits::from_policy(&sandbox.limits);

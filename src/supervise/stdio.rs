@@ -7,7 +7,9 @@
 //! driven without changing *its* file description, which other processes share:
 //! pipes and terminals are reopened through `/proc/self/fd` (a private description
 //! that may be non-blocking), sockets use `MSG_DONTWAIT` per call, and regular
-//! files and `/dev/null` (which never block for long) are written directly.
+//! files and `/dev/null` (which never block for long) are written directly. A
+//! caller fd whose description does not grant the direction it is used in, or
+//! that is none of those kinds, is refused before the run starts ([`check`]).
 //!
 //! Output cap: stdout and stderr share one byte budget counted before redaction.
 //! The byte that crosses it is not forwarded; the pump flags the cap and keeps
@@ -17,7 +19,7 @@
 //! runtime on a stream that can stall.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -82,40 +84,112 @@ enum CallerEnd {
     Writer(Box<dyn AsyncWrite + Send + Unpin>),
 }
 
-fn caller_fd(fd: OwnedFd, write: bool) -> io::Result<CallerEnd> {
-    let st = fstat(&fd)?;
-    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-    if kind == SFlag::S_IFSOCK {
-        let interest = if write {
-            Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        return Ok(CallerEnd::Socket(reactor::register(fd, interest)?));
+/// How a caller fd is driven ([`classify`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A socket: `MSG_DONTWAIT` per call on the shared description.
+    Socket,
+    /// A pipe or a character device (terminal, `/dev/null`): reopened privately.
+    Reopen,
+    /// A regular file or a block device: never blocks for long.
+    Direct,
+}
+
+/// Whether a caller fd can serve as a stream in this direction, and how.
+///
+/// The fd's own description must grant the direction (`O_PATH` grants
+/// nothing): a pipe or terminal is reopened through `/proc/self/fd` by a
+/// supervisor that may be root, and must never get more access than the
+/// caller passed. Kinds that may block and cannot be reopened non-blocking
+/// (eventfd, timerfd, signalfd, inotify, epoll, …) and directories are
+/// refused: a read on them could stall a thread the runtime needs.
+fn classify(fd: BorrowedFd<'_>, write: bool) -> io::Result<Kind> {
+    let refuse = |why: String| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    let flags = OFlag::from_bits_truncate(nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?);
+    let access = flags & OFlag::O_ACCMODE;
+    if flags.contains(OFlag::O_PATH) {
+        return refuse("it is an O_PATH descriptor, which can be neither read nor written".into());
     }
-    if kind == SFlag::S_IFIFO || kind == SFlag::S_IFCHR {
-        let access = if write {
-            OFlag::O_WRONLY
-        } else {
-            OFlag::O_RDONLY
-        };
-        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let flags = access | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
-        if let Ok(private) = nix::fcntl::open(path.as_str(), flags, Mode::empty()) {
-            let interest = if write {
-                Interest::WRITABLE
+    let granted = if write {
+        access == OFlag::O_WRONLY || access == OFlag::O_RDWR
+    } else {
+        access == OFlag::O_RDONLY || access == OFlag::O_RDWR
+    };
+    if !granted {
+        let wanted = if write { "writing" } else { "reading" };
+        return refuse(format!("it was not opened for {wanted}"));
+    }
+    let st = fstat(fd)?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    Ok(match kind {
+        SFlag::S_IFSOCK => Kind::Socket,
+        SFlag::S_IFIFO | SFlag::S_IFCHR => Kind::Reopen,
+        SFlag::S_IFREG | SFlag::S_IFBLK => Kind::Direct,
+        SFlag::S_IFDIR => return refuse("it is a directory".into()),
+        _ => {
+            return refuse(
+                "it is not a pipe, socket, terminal or file (an eventfd, timerfd, signalfd, \
+                 inotify or epoll descriptor?)"
+                    .into(),
+            );
+        }
+    })
+}
+
+/// Refuse caller streams that cannot be driven safely ([`classify`]) before
+/// anything of the run exists.
+pub fn check(streams: &Streams) -> io::Result<()> {
+    let named = |name: &str, fd: &OwnedFd, write: bool| {
+        classify(fd.as_fd(), write).map(drop).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("the caller's {name} cannot be the tool's {name}: {e}"),
+            )
+        })
+    };
+    if let Input::Fd(fd) = &streams.stdin {
+        named("stdin", fd, false)?;
+    }
+    if let Output::Fd(fd) = &streams.stdout {
+        named("stdout", fd, true)?;
+    }
+    if let Output::Fd(fd) = &streams.stderr {
+        named("stderr", fd, true)?;
+    }
+    Ok(())
+}
+
+fn caller_fd(fd: OwnedFd, write: bool) -> io::Result<CallerEnd> {
+    let interest = if write {
+        Interest::WRITABLE
+    } else {
+        Interest::READABLE
+    };
+    match classify(fd.as_fd(), write)? {
+        Kind::Socket => Ok(CallerEnd::Socket(reactor::register(fd, interest)?)),
+        Kind::Direct => Ok(CallerEnd::Direct(fd)),
+        Kind::Reopen => {
+            // The same direction the caller's description grants ([`classify`]).
+            let access = if write {
+                OFlag::O_WRONLY
             } else {
-                Interest::READABLE
+                OFlag::O_RDONLY
             };
-            match reactor::register(private, interest) {
-                Ok(a) => return Ok(CallerEnd::Private(a)),
-                // Not pollable (e.g. /dev/null): it never blocks.
-                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
-                Err(e) => return Err(e),
+            let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            let flags = access | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+            match nix::fcntl::open(path.as_str(), flags, Mode::empty()) {
+                Ok(private) => match reactor::register(private, interest) {
+                    Ok(a) => Ok(CallerEnd::Private(a)),
+                    // Not pollable (e.g. /dev/null): it never blocks.
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(CallerEnd::Direct(fd)),
+                    Err(e) => Err(e),
+                },
+                // A supervisor without root may not reopen a pipe another user
+                // created (mode 0600): it is driven on its shared description.
+                Err(_) => Ok(CallerEnd::Direct(fd)),
             }
         }
     }
-    Ok(CallerEnd::Direct(fd))
 }
 
 impl CallerEnd {

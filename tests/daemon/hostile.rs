@@ -111,3 +111,55 @@ fn connections_over_the_cap_are_turned_away() {
     });
     d.assert_serving();
 }
+
+#[test]
+fn stdio_descriptors_that_grant_too_little_are_refused() {
+    if !util::require_root() {
+        return;
+    }
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    let root_agent = "  - name: root\n    uids: [0]\n    tools: [echo]\n";
+    let d = Daemon::start(&policy(root_agent, ""), "");
+    let call = |fds: [std::os::fd::BorrowedFd<'_>; 3]| {
+        let s = UnixStream::connect(d.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let f = frame(br#"{"op":"call","v":1,"tool":"echo","args":["hi"]}"#);
+        enforcecore::sys::socket::send_with_fds(s.as_fd(), &f, &fds).unwrap();
+        let mut answer = Vec::new();
+        let _ = (&s).read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    // An O_PATH descriptor grants neither reading nor writing: reopening it as
+    // root would hand the caller access it never had.
+    let path_only = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_PATH,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let a = call([path_only.as_fd(), null.as_fd(), null.as_fd()]);
+    assert!(a.contains("O_PATH"), "{a}");
+    // A stdout opened read-only.
+    let read_only = std::fs::File::open("/dev/null").unwrap();
+    let a = call([null.as_fd(), read_only.as_fd(), null.as_fd()]);
+    assert!(a.contains("not opened for writing"), "{a}");
+    // An eventfd as stdin: a blocking read on it would never return.
+    // SAFETY: eventfd returns a new fd (or -1, checked) that nothing else owns.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    assert!(efd >= 0);
+    let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+    let a = call([efd.as_fd(), null.as_fd(), null.as_fd()]);
+    assert!(a.contains("not a pipe, socket, terminal or file"), "{a}");
+    // None of them ran; the daemon still serves, and stops in time.
+    assert!(
+        !d.records().iter().any(|r| r["kind"] == "run-started"),
+        "{:?}",
+        d.kinds()
+    );
+    d.assert_serving();
+}
