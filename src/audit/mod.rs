@@ -133,6 +133,18 @@ pub enum AuditError {
         /// What is wrong.
         why: String,
     },
+    /// The file is not an audit trail; it was left untouched.
+    #[error(
+        "{} is not an audit trail: {why}; nothing was changed — write the trail to another \
+         path",
+        path.display()
+    )]
+    NotATrail {
+        /// The file.
+        path: PathBuf,
+        /// What it ends with instead of records.
+        why: String,
+    },
     /// A signing writer found records it cannot vouch for.
     #[error(
         "{}: records seq {from}..={to} are not covered by a checkpoint of key {key_id} \

@@ -181,6 +181,17 @@ impl Segment {
         }
         let mut notes = Vec::new();
         let good_end = last_newline_end(&self.file, len, &self.path)?;
+        // Checked before anything is moved aside: a file that is not a trail
+        // (a key, a config without a final newline) is refused untouched.
+        if good_end < len {
+            check_torn_tail(&self.file, good_end, len, &self.path)?;
+        }
+        let head = if good_end == 0 {
+            self.first = None;
+            empty_file_head(&self.path)?
+        } else {
+            read_head(&self.file, good_end, &self.path)?
+        };
         if good_end < len {
             notes.push(self.keep_torn_tail(good_end, len)?);
         }
@@ -196,12 +207,6 @@ impl Segment {
                 kept_at: None,
             });
         }
-        let head = if good_end == 0 {
-            self.first = None;
-            empty_file_head(&self.path)?
-        } else {
-            read_head(&self.file, good_end, &self.path)?
-        };
         if let Some(v) = vouch {
             match known.as_ref().filter(|k| k.end <= good_end && k.seq > 0) {
                 Some(k) => vouch::forward(&self.file, &self.path, k, good_end)?,
@@ -395,6 +400,35 @@ impl Segment {
             kept_at: Some(name),
         })
     }
+}
+
+/// What every record line starts with (the writer's encoding).
+const RECORD_START: &[u8] = b"{\"seq\":";
+
+/// A torn tail is the start of a record a writer did not finish: it begins
+/// like one, or with zeros (blocks a crash left allocated but unwritten).
+/// Anything else after the last newline (or in a file without one) means the
+/// file is not an audit trail, and it is left as it is.
+fn check_torn_tail(file: &File, good_end: u64, len: u64, path: &Path) -> Result<(), AuditError> {
+    let mut start = [0u8; RECORD_START.len()];
+    let want = start.len().min((len - good_end) as usize);
+    let n = file
+        .read_at(&mut start[..want], good_end)
+        .map_err(|e| AuditError::io("read the last line of", path, e))?;
+    if start[..n] == RECORD_START[..n] || start[0] == 0 {
+        return Ok(());
+    }
+    Err(AuditError::NotATrail {
+        path: path.to_path_buf(),
+        why: if good_end == 0 {
+            "its content is not a record and does not end with a newline".into()
+        } else {
+            format!(
+                "after byte {good_end} it ends with a line that is neither a record nor the \
+                 start of one"
+            )
+        },
+    })
 }
 
 /// Open (creating) the active file: the file, its (dev, ino) and its length.

@@ -330,6 +330,36 @@ fn a_damaged_last_record_fails_closed() {
 }
 
 #[test]
+fn a_file_that_is_not_a_trail_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    // A key or token (no newline at all), a config without a final newline,
+    // and a trail followed by something that is not the start of a record.
+    let trail = dir.path().join("audit.jsonl");
+    Trail::open(opts(&trail, false))
+        .unwrap()
+        .append(note(1))
+        .unwrap();
+    let mut appended = fs::read(&trail).unwrap();
+    appended.extend_from_slice(b"not a record");
+    for (name, content) in [
+        ("token", b"ghp_0123456789abcdef".to_vec()),
+        ("config.yaml", b"a: 1\nb: 2".to_vec()),
+        ("appended.jsonl", appended),
+    ] {
+        let path = dir.path().join(name);
+        fs::write(&path, &content).unwrap();
+        let err = Trail::open(opts(&path, false)).err().unwrap();
+        assert!(matches!(err, AuditError::NotATrail { .. }), "{name}: {err}");
+        assert_eq!(fs::read(&path).unwrap(), content, "{name} was changed");
+    }
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".torn-")), "{names:?}");
+}
+
+#[test]
 fn periodic_checkpoints_come_by_time_too() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
