@@ -66,8 +66,9 @@ pub mod serve;
     propagate_version = true,
     max_term_width = 100,
     after_help = "Exit codes of `run` and `call`: the tool's own code; 128+N when killed by \
-signal N; 124 timeout; 125 EnforceCore failed (the tool did not run); 126 refused by \
-policy; 127 command not found.\n\nLogging: ENFORCECORE_LOG=debug (diagnostics only; no \
+signal N; 124 timeout; 125 EnforceCore failed or its command line is wrong (the tool did \
+not run); 126 refused by policy; 127 command not found. Other commands: 0 success, 1 \
+failure, 2 usage error.\n\nLogging: ENFORCECORE_LOG=debug (diagnostics only; no \
 variable changes what is enforced)."
 )]
 pub struct Cli {

@@ -431,3 +431,30 @@ fn a_caller_that_stops_reading_cannot_hang_the_run() {
     assert_eq!(status.code(), Some(124));
     drop(child.stdout.take());
 }
+
+#[test]
+fn a_command_line_that_does_not_parse_is_125_for_run_and_call() {
+    // Never 2, which a tool could have returned itself.
+    for args in [
+        &["run", "--", "/bin/true"][..],
+        &[
+            "run",
+            "--policy",
+            "p.yaml",
+            "--no-such-flag",
+            "--",
+            "/bin/true",
+        ],
+        &["call"],
+    ] {
+        let out = util::output(&mut util::enforcecore(args));
+        util::assert_code(&out, 125);
+        assert!(util::stderr(&out).contains("Usage:"), "{args:?}");
+    }
+    // Help is not an error; other commands keep clap's 2 for usage errors.
+    util::assert_code(&util::output(&mut util::enforcecore(["run", "--help"])), 0);
+    util::assert_code(
+        &util::output(&mut util::enforcecore(["audit", "verify"])),
+        2,
+    );
+}
