@@ -281,8 +281,8 @@ fn print_report(run_id: &str, e: &EnforcementReport, x: &ExitReport, denials: &[
     );
     for d in denials {
         super::say!(
-            "enforcecore: denied by {:?}: {} — {} ({})",
-            d.layer,
+            "enforcecore: denied by {}: {} — {} ({})",
+            d.layer.name(),
             d.object,
             d.detail,
             d.hint

@@ -280,12 +280,10 @@ pub enum SuperviseError {
     Task(String),
 }
 
+/// "Permission denied (EACCES)".
 fn errno_text(errno: i32) -> String {
-    format!(
-        "{} ({})",
-        std::io::Error::from_raw_os_error(errno),
-        nix::errno::Errno::from_raw(errno)
-    )
+    let e = nix::errno::Errno::from_raw(errno);
+    format!("{} ({e:?})", e.desc())
 }
 
 impl SuperviseError {

@@ -458,3 +458,19 @@ fn a_command_line_that_does_not_parse_is_125_for_run_and_call() {
         2,
     );
 }
+
+#[test]
+fn what_an_agent_sends_never_reaches_the_terminal_as_escape_sequences() {
+    if !ready() {
+        return;
+    }
+    let p = Knobs::default().write();
+    let out = p.run(&["/bin/x\u{1b}]0;title\u{7}\u{1b}[31mRED"]);
+    util::assert_code(&out, 127);
+    let e = util::stderr(&out);
+    assert!(!e.contains('\u{1b}') && !e.contains('\u{7}'), "{e:?}");
+    assert!(
+        e.contains("/bin/x\\u{1b}]0;title\\u{7}\\u{1b}[31mRED"),
+        "{e}"
+    );
+}
