@@ -68,6 +68,13 @@ pub struct RunArgs {
 /// Execute `enforcecore run`.
 pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let t0 = std::time::Instant::now();
+    // Until the shutdown handlers are in place (inside the runtime), SIGINT,
+    // SIGTERM and SIGHUP stay pending instead of killing the supervisor with
+    // the run's cgroup and hold on kernel audit half made (a wait for the
+    // trail's lock, up to 10 s, is not cut short). One that came meanwhile
+    // ends the run before the tool starts.
+    let held = crate::sys::process::hold_signals(&STOP_SIGNALS)
+        .context("holding back SIGINT, SIGTERM and SIGHUP")?;
     // The cgroup directories are created while the policy loads.
     let run_id = supervise::new_run_id().context("generating a run id")?;
     let early = supervise::Early::start(&run_id).context("starting the cgroup thread")?;
@@ -146,8 +153,18 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         stdout: Output::Fd(dup(std::io::stdout().as_fd()).context("duplicating stdout")?),
         stderr: Output::Fd(dup(std::io::stderr().as_fd()).context("duplicating stderr")?),
     };
-    let (result, closed, signal) = runtime.block_on(async {
+    let ran = runtime.block_on(async {
         let stop = Stop::install()?;
+        if let Some(sig) = crate::sys::process::pending_signal(&STOP_SIGNALS)? {
+            // Nothing was recorded for the run; the cgroup and the hold go
+            // when the request's parts drop here.
+            if let Err(e) = audit.trail.close_async().await {
+                super::say!("enforcecore: error: closing the audit trail failed: {e}");
+            }
+            return anyhow::Ok(Err(sig));
+        }
+        held.release()
+            .context("releasing SIGINT, SIGTERM and SIGHUP")?;
         let received = stop.received.clone();
         let req = RunRequest {
             run_id: run_id.clone(),
@@ -178,13 +195,22 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             us = t0.elapsed().as_micros() as u64,
             "cli: audit trail closed"
         );
-        anyhow::Ok((
+        anyhow::Ok(Ok((
             result,
             closed,
             *received.lock().unwrap_or_else(|p| p.into_inner()),
-        ))
+        )))
     })?;
     drop(runtime);
+    let (result, closed, signal) = match ran {
+        Ok(r) => r,
+        Err(sig) => {
+            super::say!(
+                "enforcecore: stopped by signal {sig} before the tool started; it did not run"
+            );
+            return Ok(128 + sig as u8);
+        }
+    };
     tracing::debug!(us = t0.elapsed().as_micros() as u64, "cli: runtime stopped");
     let outcome = match result {
         Ok(o) => o,
@@ -225,6 +251,9 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         _ => exit::from_wait(outcome.exit.code, outcome.exit.signal),
     })
 }
+
+/// The signals that stop a run.
+const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// SIGINT, SIGTERM and SIGHUP, turned into the run's shutdown future.
 struct Stop {

@@ -360,6 +360,48 @@ pub fn ignore_signal(signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Signals blocked on the calling thread — and on every thread it starts
+/// meanwhile — until [`HeldSignals::release`]: a signal that arrives in
+/// between stays pending instead of taking its default action.
+pub struct HeldSignals {
+    old: nix::sys::signal::SigSet,
+}
+
+/// Block `signals` on the calling thread ([`HeldSignals`]).
+pub fn hold_signals(signals: &[i32]) -> io::Result<HeldSignals> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    for &s in signals {
+        set.add(Signal::try_from(s).map_err(io::Error::from)?);
+    }
+    let old = set.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    Ok(HeldSignals { old })
+}
+
+impl HeldSignals {
+    /// Restore the mask from before [`hold_signals`]: pending signals are
+    /// delivered now.
+    pub fn release(self) -> io::Result<()> {
+        Ok(self.old.thread_set_mask()?)
+    }
+}
+
+/// The first of `signals` pending for this thread or process, if any.
+pub fn pending_signal(signals: &[i32]) -> io::Result<Option<i32>> {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigpending fills the sigset_t it is given (a live local).
+    if unsafe { libc::sigpending(set.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: initialised by the successful sigpending above.
+    let set = unsafe { set.assume_init() };
+    // SAFETY: sigismember only reads the initialised set.
+    Ok(signals
+        .iter()
+        .copied()
+        .find(|&s| unsafe { libc::sigismember(&set, s) } == 1))
+}
+
 /// Fill `buf` from the kernel's CSPRNG (`getrandom(2)`).
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;

@@ -474,3 +474,43 @@ fn what_an_agent_sends_never_reaches_the_terminal_as_escape_sequences() {
         "{e}"
     );
 }
+
+#[test]
+fn a_signal_before_the_tool_starts_ends_the_run_without_it() {
+    if !ready() {
+        return;
+    }
+    // The trail is locked by another writer, so `run` waits at start-up with
+    // its cgroup already being made; SIGINT then must not kill it outright.
+    let d = Dir::new("early-signal");
+    let trail = d.join("trail.jsonl");
+    let lock = std::fs::File::create(&trail).unwrap();
+    lock.lock().unwrap();
+    let marker = d.join("ran");
+    let p = Knobs::default().write();
+    let child = util::enforcecore(["run", "--policy"])
+        .arg(&p.path)
+        .arg("--audit-log")
+        .arg(&trail)
+        .arg("--")
+        .args(["/usr/bin/touch".as_ref(), marker.as_os_str()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    lock.unlock().unwrap();
+    let out = child.wait_with_output().unwrap();
+    util::assert_code(&out, 128 + 2);
+    assert!(
+        util::stderr(&out).contains("before the tool started; it did not run"),
+        "{}",
+        util::stderr(&out)
+    );
+    assert!(!marker.exists(), "the tool ran");
+}
