@@ -238,6 +238,26 @@ pub enum RecordBody {
         /// How it ended.
         exit: ExitReport,
     },
+    /// A run that never started its tool: the request was admitted, but the
+    /// command does not exist or the sandbox could not be prepared (no
+    /// `run-started` precedes it).
+    RunFailed {
+        /// Run id.
+        run: String,
+        /// Tool name.
+        tool: String,
+        /// Name of the policy in effect.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<String>,
+        /// Command line, after redaction.
+        argv: Vec<String>,
+        /// Who asked.
+        caller: Caller,
+        /// The exit code the caller got (125 or 127).
+        code: u8,
+        /// Why.
+        error: String,
+    },
     /// Kernel denial records were lost before they could be attributed
     /// (netlink overflow, listener failure).
     DenialsLost {
@@ -295,6 +315,7 @@ impl RecordBody {
             RecordBody::Denial { .. } => "denial",
             RecordBody::Redaction { .. } => "redaction",
             RecordBody::RunExited { .. } => "run-exited",
+            RecordBody::RunFailed { .. } => "run-failed",
             RecordBody::DenialsLost { .. } => "denials-lost",
             RecordBody::Checkpoint { .. } => "checkpoint",
             RecordBody::Recovered { .. } => "recovered",
@@ -309,7 +330,8 @@ impl RecordBody {
             RecordBody::RunStarted { run, .. }
             | RecordBody::Denial { run, .. }
             | RecordBody::Redaction { run, .. }
-            | RecordBody::RunExited { run, .. } => Some(run),
+            | RecordBody::RunExited { run, .. }
+            | RecordBody::RunFailed { run, .. } => Some(run),
             _ => None,
         }
     }
@@ -320,7 +342,8 @@ impl RecordBody {
             RecordBody::RunStarted { tool, .. }
             | RecordBody::Denial { tool, .. }
             | RecordBody::Redaction { tool, .. }
-            | RecordBody::RunExited { tool, .. } => Some(tool),
+            | RecordBody::RunExited { tool, .. }
+            | RecordBody::RunFailed { tool, .. } => Some(tool),
             _ => None,
         }
     }
@@ -348,7 +371,7 @@ impl RecordBody {
 }
 
 /// Every record kind, as spelled in the trail.
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 14] = [
     "supervisor-started",
     "supervisor-stopped",
     "policy-loaded",
@@ -357,6 +380,7 @@ pub const KINDS: [&str; 13] = [
     "denial",
     "redaction",
     "run-exited",
+    "run-failed",
     "denials-lost",
     "checkpoint",
     "recovered",

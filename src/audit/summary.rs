@@ -197,6 +197,9 @@ pub fn summary(r: &Record) -> String {
             );
             s
         }
+        RecordBody::RunFailed { code, error, .. } => {
+            format!("did not run (exit {code}): {error}")
+        }
         RecordBody::DenialsLost {
             source,
             detail,

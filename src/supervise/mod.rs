@@ -127,6 +127,13 @@ pub trait Observer: Send + Sync {
         }
         Ok(())
     }
+    /// The run ended before its tool started — before [`Observer::started`]
+    /// was called: the command does not exist, or the sandbox could not be
+    /// prepared. `code` is the exit code the caller gets.
+    async fn not_started(&self, code: u8, error: &str) -> Result<(), ObserverError> {
+        let _ = (code, error);
+        Ok(())
+    }
     /// Kernel denial records may have been lost while the run was live
     /// (netlink overflow, kernel backlog drops, a listener failure). Called
     /// before `exited`. The default logs a warning; the audit trail records it.

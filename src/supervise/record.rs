@@ -90,6 +90,21 @@ impl TrailObserver {
     }
 }
 
+impl TrailObserver {
+    /// The run's `run-failed` record ([`Observer::not_started`]).
+    pub fn failed_record(&self, code: u8, error: &str) -> RecordBody {
+        RecordBody::RunFailed {
+            run: self.run.clone(),
+            tool: self.tool.clone(),
+            policy: self.policy.clone(),
+            argv: self.argv.clone(),
+            caller: self.caller.clone(),
+            code,
+            error: error.to_string(),
+        }
+    }
+}
+
 /// Add `more` into `into`, one receipt per detector.
 fn merge_receipts(into: &mut Vec<RedactionReceipt>, more: Vec<RedactionReceipt>) {
     for r in more {
@@ -169,6 +184,13 @@ impl Observer for TrailObserver {
         for t in tickets {
             t.await?;
         }
+        Ok(())
+    }
+
+    async fn not_started(&self, code: u8, error: &str) -> Result<(), ObserverError> {
+        self.trail
+            .submit_sealed(self.failed_record(code, error), CheckpointReason::RunEnd)
+            .await?;
         Ok(())
     }
 

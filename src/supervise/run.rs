@@ -1,6 +1,7 @@
 //! [`execute`]: the body of one run (the steps are listed in the module above).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tokio::time::timeout;
@@ -23,10 +24,67 @@ use crate::sys::child::Step;
 use crate::sys::process::{self, ExitStatus};
 
 /// Run one command under its sandbox. See the module documentation for the steps.
+///
+/// A run that fails before its start is handed to the observer (the command
+/// does not exist, the sandbox cannot be prepared) is reported to it with
+/// [`Observer::not_started`], so that it is recorded too.
 pub async fn execute(
     req: RunRequest<'_>,
     observer: &dyn Observer,
 ) -> Result<RunOutcome, SuperviseError> {
+    let tracked = Tracked {
+        inner: observer,
+        started: AtomicBool::new(false),
+    };
+    let result = run(req, &tracked).await;
+    if let Err(e) = &result
+        && !tracked.started.load(Ordering::Acquire)
+        && let Err(oe) = observer.not_started(e.exit_code(), &e.to_string()).await
+    {
+        tracing::warn!("recording the run that did not start failed: {oe}");
+    }
+    result
+}
+
+/// The caller's observer, noting whether the run's start was handed to it.
+struct Tracked<'a> {
+    inner: &'a dyn Observer,
+    started: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Observer for Tracked<'_> {
+    async fn started(
+        &self,
+        enforcement: &crate::report::EnforcementReport,
+    ) -> Result<(), super::ObserverError> {
+        self.started.store(true, Ordering::Release);
+        self.inner.started(enforcement).await
+    }
+    async fn denial(&self, denial: crate::report::Denial) -> Result<(), super::ObserverError> {
+        self.inner.denial(denial).await
+    }
+    async fn denials(&self, batch: &[crate::report::Denial]) -> Result<(), super::ObserverError> {
+        self.inner.denials(batch).await
+    }
+    async fn redacted(
+        &self,
+        receipts: &[crate::report::RedactionReceipt],
+    ) -> Result<(), super::ObserverError> {
+        self.inner.redacted(receipts).await
+    }
+    async fn exited(&self, exit: &ExitReport) -> Result<(), super::ObserverError> {
+        self.inner.exited(exit).await
+    }
+    async fn not_started(&self, code: u8, error: &str) -> Result<(), super::ObserverError> {
+        self.inner.not_started(code, error).await
+    }
+    async fn lost(&self, source: &str, detail: &str) -> Result<(), super::ObserverError> {
+        self.inner.lost(source, detail).await
+    }
+}
+
+async fn run(req: RunRequest<'_>, observer: &dyn Observer) -> Result<RunOutcome, SuperviseError> {
     let clock = Clock(Instant::now());
     stdio::check(&req.stdio).map_err(SuperviseError::Stdio)?;
     let sandbox = req.sandbox;

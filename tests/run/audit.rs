@@ -151,6 +151,37 @@ fn a_refused_request_is_a_policy_denial_in_the_trail() {
 }
 
 #[test]
+fn a_run_that_never_started_its_tool_is_recorded() {
+    if !ready() {
+        return;
+    }
+    let dir = Dir::new("audit-failed");
+    let trail = dir.join("audit.jsonl");
+    let p = Knobs::default().write();
+    let secret_arg = format!("--token={SECRET}");
+    let mut c = p.cmd(
+        &["--audit-log", trail.to_str().unwrap()],
+        &["/usr/bin/no-such-tool-xyz", &secret_arg],
+    );
+    util::assert_code(&util::output(&mut c), 127);
+    let recs = records(&trail);
+    assert_eq!(kinds(&recs), ["policy-loaded", "run-failed"], "{recs:?}");
+    let f = &recs[1];
+    assert_eq!(f["code"], 127);
+    assert!(
+        f["error"].as_str().unwrap().contains("command not found"),
+        "{f}"
+    );
+    assert_eq!(f["argv"][0], "/usr/bin/no-such-tool-xyz");
+    assert!(!f.to_string().contains(SECRET), "the argv is redacted: {f}");
+    assert_eq!(f["caller"]["via"], "cli");
+    util::assert_code(
+        &util::output(util::enforcecore(["audit", "verify"]).arg(&trail)),
+        0,
+    );
+}
+
+#[test]
 fn no_trail_no_run() {
     if !ready() {
         return;

@@ -170,4 +170,13 @@ impl Observer for RunObserver {
     async fn exited(&self, exit: &ExitReport) -> Result<(), ObserverError> {
         self.inner.exited(exit).await
     }
+
+    async fn not_started(&self, code: u8, error: &str) -> Result<(), ObserverError> {
+        let policy = self.policy_loaded();
+        self.inner.not_started(code, error).await?;
+        if let Some(t) = policy {
+            t.await?;
+        }
+        Ok(())
+    }
 }
