@@ -233,6 +233,11 @@ fn start(
     std_listener
         .set_nonblocking(true)
         .map_err(socket_err("making non-blocking", &config.socket))?;
+    let address = {
+        use std::os::fd::AsRawFd;
+        nix::sys::socket::getsockname(listening.listener.as_raw_fd())
+            .map_err(|e| socket_err("reading its address", &config.socket)(e.into()))?
+    };
     let policy_record = active.record();
     let policy_name = active.policy.name.clone();
     let (kill_tx, kill_rx) = tokio::sync::watch::channel(false);
@@ -245,6 +250,7 @@ fn start(
         cgroups,
         kill: kill_rx,
         reloads: reload_tx,
+        address,
     });
     let result = runtime.block_on(async {
         let listener =
