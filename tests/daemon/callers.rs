@@ -321,4 +321,7 @@ fn a_fifo_as_policy_or_config_is_refused_without_waiting() {
         "{}",
         util::stderr(&out)
     );
+    for f in ["fifo.yaml", "policy.yaml"] {
+        std::fs::remove_file(d.dir.join(f)).unwrap();
+    }
 }

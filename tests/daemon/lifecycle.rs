@@ -195,4 +195,5 @@ fn start_up_never_removes_what_is_not_a_socket() {
     let out = child.wait_with_output().unwrap();
     assert!(ready && stopped.success(), "{}", util::stderr(&out));
     util::assert_code(&out, 0);
+    std::fs::remove_file(&target).unwrap();
 }
