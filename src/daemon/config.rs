@@ -7,6 +7,8 @@
 //! environment variable changes what it enforces. This module reads the file
 //! and validates it; it never opens the socket or the policy.
 
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -147,7 +149,21 @@ impl Config {
             path: path.to_path_buf(),
             error,
         };
-        let meta = std::fs::metadata(path).map_err(read)?;
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; only a
+        // regular file is read.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(read)?;
+        let meta = file.metadata().map_err(read)?;
+        if !meta.is_file() {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                key: "(file)",
+                message: "not a regular file; pass the path of the daemon's YAML config".into(),
+            });
+        }
         if meta.len() > MAX_CONFIG_BYTES {
             return Err(ConfigError::Invalid {
                 path: path.into(),
@@ -157,7 +173,10 @@ impl Config {
                 ),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(read)?;
+        let mut text = String::new();
+        file.take(MAX_CONFIG_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(read)?;
         Config::parse(path, &text)
     }
 

@@ -49,6 +49,8 @@ pub struct Shared {
     pub kill: watch::Receiver<bool>,
     /// Reload requests for the main loop, with where to send the answer.
     pub reloads: mpsc::Sender<oneshot::Sender<Response>>,
+    /// The listening socket's own address (`getsockname`), bound or passed.
+    pub address: nix::sys::socket::UnixAddr,
 }
 
 /// Serve one connection to its end.
@@ -210,6 +212,19 @@ async fn call(
              see docs/protocol.md",
         );
     };
+    // A connection to this daemon as a tool's stdio would keep the client's
+    // hang-up from ever being seen (its run could not be cancelled).
+    if [&stdin, &stdout, &stderr]
+        .into_iter()
+        .any(|fd| peer::is_connection_to(fd.as_fd(), &shared.address))
+    {
+        tracing::warn!(peer = %peer.describe(), "refused a call passing a connection to the daemon as stdio");
+        return Response::error(
+            exit::SUPERVISOR_FAILED,
+            "a stdio descriptor may not be a connection to the daemon; \
+             pass the caller's own stdin, stdout and stderr (see docs/protocol.md)",
+        );
+    }
     let active = shared.policies.current();
     let policy = &active.policy;
     let refused = |object: &str, detail: String, hint: &str| {

@@ -19,7 +19,7 @@
 //! environment weakens what the daemon enforces: variables only steer logging
 //! and the systemd plumbing (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `LISTEN_FDS`).
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -109,8 +109,24 @@ fn listen(config: &Config) -> Result<Listening, DaemonError> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
             .map_err(socket_err("setting its directory's mode", path))?;
     }
-    // A socket file left by a daemon that died is replaced; a live daemon's is not.
-    if std::fs::symlink_metadata(path).is_ok() {
+    // A socket file left by a daemon that died is replaced; a live daemon's is
+    // not, and nothing else at that path (a file, a directory, a symlink) is
+    // ever removed: the path is probably wrong, and the file is someone's.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            let kind = file_kind(meta.file_type());
+            return Err(DaemonError::Socket {
+                step: "checking what is at the path",
+                path: path.clone(),
+                error: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "it is not a socket but {kind}, which is never removed; \
+                         move it away or set socket.path to another path"
+                    ),
+                ),
+            });
+        }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(DaemonError::Socket {
                 step: "binding",
@@ -138,6 +154,21 @@ fn listen(config: &Config) -> Result<Listening, DaemonError> {
         listener,
         created: Some(path.clone()),
     })
+}
+
+/// What a file that is not a socket is, for an error message.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else {
+        "a device"
+    }
 }
 
 /// Run the daemon with the configuration in `config_file` until SIGTERM.
@@ -202,6 +233,11 @@ fn start(
     std_listener
         .set_nonblocking(true)
         .map_err(socket_err("making non-blocking", &config.socket))?;
+    let address = {
+        use std::os::fd::AsRawFd;
+        nix::sys::socket::getsockname(listening.listener.as_raw_fd())
+            .map_err(|e| socket_err("reading its address", &config.socket)(e.into()))?
+    };
     let policy_record = active.record();
     let policy_name = active.policy.name.clone();
     let (kill_tx, kill_rx) = tokio::sync::watch::channel(false);
@@ -214,6 +250,7 @@ fn start(
         cgroups,
         kill: kill_rx,
         reloads: reload_tx,
+        address,
     });
     let result = runtime.block_on(async {
         let listener =

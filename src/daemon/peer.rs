@@ -8,6 +8,8 @@
 //! credentials the kernel attests). A peer that matches no agent is refused.
 //! This module decides identity only; it never runs or limits anything.
 
+use nix::sys::socket::UnixAddr;
+
 use crate::policy::{Agent, Policy};
 
 /// A connected client's kernel-attested credentials.
@@ -83,6 +85,22 @@ pub fn authorize<'p>(
         });
     }
     Ok(agent)
+}
+
+/// Whether `fd` is a unix socket connected to the daemon's own listening
+/// socket, whose address is `own` (its `getsockname(2)`).
+///
+/// A client that passed such a descriptor as a tool's stdio — its own control
+/// connection above all — would have the daemon hold a copy of its end, so its
+/// hang-up would never be seen and its run never cancelled. The kernel gives a
+/// connection accepted from a listener the listener's address, which is what
+/// `getpeername(2)` on the client's end returns, whatever path it connected by.
+pub fn is_connection_to(fd: std::os::fd::BorrowedFd<'_>, own: &UnixAddr) -> bool {
+    use std::os::fd::AsRawFd;
+    matches!(
+        nix::sys::socket::getpeername::<UnixAddr>(fd.as_raw_fd()),
+        Ok(peer) if peer == *own
+    )
 }
 
 #[cfg(test)]

@@ -146,17 +146,25 @@ impl Policies {
     }
 }
 
-/// SHA-256 of a file's bytes (bounded read), for the record of a refused reload.
+/// SHA-256 of a file's bytes (bounded read), for the record of a refused
+/// reload; `None` for anything but a regular file. Opened non-blocking: the
+/// path is whatever the operator left there, and opening a FIFO (or a device)
+/// must never wait — this runs while the main loop awaits the reload.
 async fn file_sha256(path: &Path) -> Option<String> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
-        let mut bytes = Vec::new();
-        std::fs::File::open(&path)
-            .ok()?
-            .take(16 * 1024 * 1024)
-            .read_to_end(&mut bytes)
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(&path)
             .ok()?;
+        if !f.metadata().ok()?.is_file() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        f.take(16 * 1024 * 1024).read_to_end(&mut bytes).ok()?;
         Some(hex::encode(Sha256::digest(&bytes)))
     })
     .await

@@ -178,7 +178,33 @@ pub fn parse_request(body: &[u8]) -> Result<Request, FrameError> {
             req.version()
         )));
     }
+    if let Some(what) = nul_byte(&req) {
+        return Err(FrameError::Malformed(format!(
+            "{what} contains a NUL byte, which no command line or environment can carry"
+        )));
+    }
     Ok(req)
+}
+
+/// What in a call holds a NUL byte, if anything: refused with the request,
+/// before a run is announced, since such a call could never be executed.
+fn nul_byte(req: &Request) -> Option<String> {
+    let Request::Call {
+        tool, args, env, ..
+    } = req
+    else {
+        return None;
+    };
+    if tool.contains('\0') {
+        return Some("the tool name".into());
+    }
+    if let Some(i) = args.iter().position(|a| a.contains('\0')) {
+        // Numbered as in argv: the tool's command is argument 0.
+        return Some(format!("argument {}", i + 1));
+    }
+    env.iter()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        .map(|(k, _)| format!("environment variable `{}`", k.escape_debug()))
 }
 
 /// Incremental frame reader with a hard size limit: feed it what the socket
@@ -257,6 +283,30 @@ mod tests {
             args: vec!["a b".into(), "ü".into()],
             env: BTreeMap::from([("LANG".into(), "C".into())]),
         }
+    }
+
+    #[test]
+    fn nul_bytes_are_malformed() {
+        let with = |tool: &str, arg: &str, var: (&str, &str)| {
+            let req = Request::Call {
+                v: VERSION,
+                tool: tool.into(),
+                args: vec!["ok".into(), arg.into()],
+                env: BTreeMap::from([(var.0.into(), var.1.into())]),
+            };
+            parse_request(&encode(&req)[HEADER..])
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(with("echo", "b", ("A", "1")), None);
+        let e = with("echo", "a\0b", ("A", "1")).unwrap();
+        assert!(e.contains("argument 2 contains a NUL byte"), "{e}");
+        let e = with("ec\0ho", "b", ("A", "1")).unwrap();
+        assert!(e.contains("the tool name contains a NUL byte"), "{e}");
+        let e = with("echo", "b", ("A", "1\0")).unwrap();
+        assert!(e.contains("environment variable `A`"), "{e}");
+        let e = with("echo", "b", ("A\0B", "1")).unwrap();
+        assert!(e.contains("environment variable `A\\0B`"), "{e}");
     }
 
     #[test]

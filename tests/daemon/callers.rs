@@ -236,3 +236,92 @@ fn systemd_notifications_watchdog_reload_stop() {
         assert!(!m.contains("WATCHDOG=1"), "{m}");
     }
 }
+
+/// Waits for `child` to exit (failing, and killing it, if it never does).
+fn exits(what: &str, mut child: std::process::Child) -> std::process::Output {
+    let mut done = false;
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done && std::time::Instant::now() < give_up {
+        done = child.try_wait().unwrap().is_some();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if !done {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        done,
+        "{what} never finished; stderr:\n{}",
+        util::stderr(&out)
+    );
+    out
+}
+
+#[test]
+fn a_fifo_as_policy_or_config_is_refused_without_waiting() {
+    if !util::require_root() {
+        return;
+    }
+    let mut d = Daemon::start(&policy("", ""), "");
+    let kept = d.records()[1]["sha256"].as_str().unwrap().to_string();
+    // The policy file becomes a FIFO nobody writes to.
+    std::fs::remove_file(d.dir.join("policy.yaml")).unwrap();
+    nix::unistd::mkfifo(
+        &d.dir.join("policy.yaml"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let reload = util::enforcecore(["reload", "--socket"])
+        .arg(d.socket())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = exits("reload of a FIFO", reload);
+    util::assert_code(&out, 1);
+    assert!(
+        util::stderr(&out).contains("not a regular file"),
+        "{}",
+        util::stderr(&out)
+    );
+    let rejected = d
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "policy-rejected")
+        .expect("policy-rejected record");
+    assert_eq!(rejected["kept"], kept.as_str());
+    assert!(rejected["file_sha256"].is_null(), "{rejected}");
+    // SIGHUP likewise; the main loop still answers calls and reloads after it.
+    let before = d.count("policy-rejected");
+    d.signal(1);
+    wait_for("the SIGHUP reload", || d.count("policy-rejected") > before);
+    d.assert_serving();
+    let out = d.reload();
+    util::assert_code(&out, 1);
+    let out = d.stop();
+    assert!(out.status.success(), "{}", util::stderr(&out));
+    util::assert_code(&d.verify(), 0);
+
+    // A FIFO as the daemon's config: start-up stops with an error.
+    nix::unistd::mkfifo(
+        &d.dir.join("fifo.yaml"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let serve = util::enforcecore(["serve", "--config"])
+        .arg(d.dir.join("fifo.yaml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = exits("serve with a FIFO as config", serve);
+    util::assert_code(&out, 1);
+    assert!(
+        util::stderr(&out).contains("not a regular file"),
+        "{}",
+        util::stderr(&out)
+    );
+    for f in ["fifo.yaml", "policy.yaml"] {
+        std::fs::remove_file(d.dir.join(f)).unwrap();
+    }
+}

@@ -163,3 +163,101 @@ fn stdio_descriptors_that_grant_too_little_are_refused() {
     );
     d.assert_serving();
 }
+
+#[test]
+fn a_connection_to_the_daemon_is_no_stdio() {
+    if !util::require_root() {
+        return;
+    }
+    use std::os::fd::AsFd;
+    // Root is an agent here, so the test itself can be the hostile client.
+    let d = Daemon::start(
+        &policy("  - name: root\n    uids: [0]\n    tools: [sleep]\n", ""),
+        "",
+    );
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let other = UnixStream::connect(d.socket()).unwrap();
+    // Its own control connection as stdin (the daemon would hold a copy of the
+    // client's end and never see it hang up), or another connection to the
+    // daemon as stderr.
+    for own in [true, false] {
+        let s = UnixStream::connect(d.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let f = frame(br#"{"op":"call","v":1,"tool":"sleep","args":["30"]}"#);
+        let fds = if own {
+            [s.as_fd(), null.as_fd(), null.as_fd()]
+        } else {
+            [null.as_fd(), null.as_fd(), other.as_fd()]
+        };
+        let n = enforcecore::sys::socket::send_with_fds(s.as_fd(), &f, &fds).unwrap();
+        assert_eq!(n, f.len());
+        // The first answer, then the client is gone.
+        let mut len = [0u8; 4];
+        (&s).read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        (&s).read_exact(&mut body).unwrap();
+        drop(s);
+        let a: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(a["code"], 125, "{a}");
+        let msg = a["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("may not be a connection to the daemon"), "{a}");
+    }
+    d.assert_serving();
+    assert!(
+        !d.records()
+            .iter()
+            .any(|r| r["kind"] == "run-started" && r["tool"] == "sleep"),
+        "{:?}",
+        d.kinds()
+    );
+}
+
+#[test]
+fn a_call_that_cannot_run_is_never_announced() {
+    if !util::require_root() {
+        return;
+    }
+    use std::os::fd::AsFd;
+    let d = Daemon::start(
+        &policy("  - name: root\n    uids: [0]\n    tools: [echo]\n", ""),
+        "",
+    );
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let bodies: [&[u8]; 3] = [
+        br#"{"op":"call","v":1,"tool":"echo","args":["a\u0000b"]}"#,
+        br#"{"op":"call","v":1,"tool":"ec\u0000ho"}"#,
+        br#"{"op":"call","v":1,"tool":"echo","env":{"LANG":"C\u0000"}}"#,
+    ];
+    for body in bodies {
+        let s = UnixStream::connect(d.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let f = frame(body);
+        let fds = [null.as_fd(); 3];
+        enforcecore::sys::socket::send_with_fds(s.as_fd(), &f, &fds).unwrap();
+        // Every frame the daemon sends, until it closes.
+        let mut answer = Vec::new();
+        (&s).read_to_end(&mut answer).unwrap();
+        let mut frames = Vec::new();
+        let mut rest = &answer[..];
+        while rest.len() >= 4 {
+            let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            frames.push(serde_json::from_slice::<serde_json::Value>(&rest[4..4 + n]).unwrap());
+            rest = &rest[4 + n..];
+        }
+        // One answer, an error: no `started` for a run that never starts.
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0]["event"], "error", "{frames:?}");
+        assert_eq!(frames[0]["code"], 125, "{frames:?}");
+        let msg = frames[0]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("contains a NUL byte"), "{msg}");
+    }
+    d.assert_serving();
+}
