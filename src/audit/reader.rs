@@ -6,7 +6,7 @@
 //! verifying: nothing here checks hashes or links (that is [`super::verify`]),
 //! and nothing here may change a file.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +16,7 @@ use super::AuditError;
 use super::line;
 use super::lines::LineReader;
 use super::record::RecordBody;
+use crate::regular_file::{self, OpenError, Symlinks};
 
 /// One record, as read.
 #[derive(Clone, Debug)]
@@ -139,12 +140,25 @@ pub fn parse_time(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     ))
 }
 
+/// Open a trail file for reading. Never waits on a FIFO; refuses anything
+/// that is not a regular file.
+pub fn open_trail(path: &Path) -> Result<(File, Metadata), AuditError> {
+    regular_file::open(path, Symlinks::Follow).map_err(|e| match e {
+        OpenError::Io(e) => AuditError::io("open", path, e),
+        OpenError::NotRegular { kind } => AuditError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+            expected: "an audit trail file",
+        },
+    })
+}
+
 /// Every record of `path` (parse failures as `Err` with the line number).
 pub fn for_each(
     path: &Path,
     mut f: impl FnMut(Result<Record, (u64, String)>) -> bool,
 ) -> Result<(), AuditError> {
-    let file = File::open(path).map_err(|e| AuditError::io("open", path, e))?;
+    let (file, _) = open_trail(path)?;
     let mut lines = LineReader::new(file);
     while let Some(l) = lines
         .next_line()

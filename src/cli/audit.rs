@@ -311,9 +311,8 @@ fn show(a: ShowArgs) -> anyhow::Result<u8> {
 fn tail(a: TailArgs) -> anyhow::Result<u8> {
     let f = filter(&a.filter)?;
     let mut p = Printer::new(a.filter.json);
-    let file = std::fs::File::open(&a.file)
-        .with_context(|| format!("cannot open {}", a.file.display()))?;
-    let len = file.metadata()?.len();
+    let (file, meta) = reader::open_trail(&a.file)?;
+    let len = meta.len();
     let start = reader::last_lines_start(&file, len, a.lines)?;
     let mut follower = Follower::open(&a.file, start)?;
     let err: std::cell::RefCell<Option<io::Error>> = std::cell::RefCell::new(None);
