@@ -415,6 +415,49 @@ fn show_filters_and_never_prints_control_characters() {
     assert!(stderr(&bad).contains("RFC 3339"), "{}", stderr(&bad));
 }
 
+#[test]
+fn tail_n_counts_the_records_it_shows() {
+    let dir = Dir::new("audit-tail-n");
+    let trail = dir.join("audit.jsonl");
+    let mut bodies = run_records("r1", "curl");
+    bodies.extend(run_records("r2", "git"));
+    bodies.extend(run_records("r3", "git"));
+    append(&trail, &bodies, &[]);
+    let stored = lines(&trail);
+    let tail = |args: &[&str]| -> Vec<String> {
+        let out = output(
+            enforcecore(["audit", "tail", "--json"])
+                .args(args)
+                .arg(&trail),
+        );
+        assert_code(&out, 0);
+        stdout(&out).lines().map(str::to_owned).collect()
+    };
+    assert_eq!(tail(&["-n", "0"]), Vec::<String>::new());
+    assert_eq!(tail(&["-n", "0", "--denials"]), Vec::<String>::new());
+    assert_eq!(tail(&["-n", "1"]), stored[stored.len() - 1..]);
+    assert_eq!(tail(&["-n", "3"]), stored[stored.len() - 3..]);
+    // With filters, the last N records that pass them.
+    let denials: Vec<String> = stored
+        .iter()
+        .filter(|l| l.contains(r#""kind":"denial""#))
+        .cloned()
+        .collect();
+    assert_eq!(denials.len(), 3);
+    assert_eq!(tail(&["-n", "2", "--denials"]), denials[1..]);
+    assert_eq!(tail(&["-n", "9", "--denials"]), denials);
+    let r1: Vec<String> = stored
+        .iter()
+        .filter(|l| l.contains(r#""run":"r1""#))
+        .cloned()
+        .collect();
+    assert_eq!(tail(&["-n", "2", "--run", "r1"]), r1[r1.len() - 2..]);
+    assert_eq!(
+        tail(&["-n", "1", "--tool", "curl", "--kind", "run-started"]),
+        r1[..1]
+    );
+}
+
 /// Read `tail -f` output until `done` says stop or the deadline passes.
 fn read_until(child: &mut Child, deadline: Duration, mut done: impl FnMut(&str) -> bool) {
     let out = child.stdout.take().expect("stdout");
