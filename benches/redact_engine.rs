@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use enforcecore::policy::{CustomDetector, Origin};
-use enforcecore::redact::{Engine, Key, StreamFilter};
+use enforcecore::redact::{Engine, Key, KeySource, StreamFilter};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -71,7 +71,7 @@ fn main() {
         black_box(Engine::with_key(&policy.redaction, Some(key.clone())).expect("engine"));
     });
     let key_load = time(rounds, || {
-        black_box(Key::load(&key_path).expect("key"));
+        black_box(Key::load(&key_path, KeySource::CommandLine).expect("key"));
     });
     let with_custom = time(200, || {
         black_box(Engine::with_key(&custom, Some(key.clone())).expect("engine"));

@@ -15,6 +15,7 @@
 //! - [`redact`]: detectors, validators, the streaming engine.
 //! - [`audit`]: records, hash chain, writer, verifier, reader.
 //! - [`daemon`]: control socket, peer identity, rate limits, systemd, reload.
+//! - [`regular_file`]: opening keys and trails that must be regular files, without blocking.
 //! - [`report`]: plain data shared by the run pipeline and the audit trail.
 //! - [`exit`]: the exit-code contract of `run` and `call`.
 #![deny(unsafe_code)]
@@ -26,6 +27,7 @@ pub mod daemon;
 pub mod exit;
 pub mod policy;
 pub mod redact;
+pub mod regular_file;
 pub mod report;
 pub mod sandbox;
 pub mod supervise;

@@ -273,6 +273,92 @@ fn verify_names_every_fault_and_the_first_bad_record() {
     );
 }
 
+/// `enforcecore audit ARGS…`, failing if it hangs.
+fn audit_within(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    util::output_within(enforcecore(["audit"]).args(args), Duration::from_secs(20))
+}
+
+fn mkfifo(p: &Path) {
+    let made = Command::new("mkfifo").arg(p).status().expect("mkfifo");
+    assert!(made.success());
+    let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(p, private).unwrap();
+}
+
+#[test]
+fn keys_and_trails_that_are_not_regular_files_are_refused_without_waiting() {
+    let dir = Dir::new("audit-not-regular");
+    let trail = dir.join("audit.jsonl");
+    append(&trail, &run_records("r1", "curl"), &[]);
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    let keys = keygen(&dir, "keys");
+    let refused = |out: &std::process::Output, path: &Path, kind: &str| {
+        assert_code(out, 1);
+        let err = stderr(out);
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains(kind),
+            "{err}"
+        );
+        assert!(!err.contains("chmod"), "{err}");
+    };
+    // No writer ever opens the FIFO: a blocking open would never return.
+    let (t, f, z) = (trail.as_os_str(), fifo.as_os_str(), "/dev/zero".as_ref());
+    refused(
+        &audit_within(&["verify".as_ref(), "--key".as_ref(), f, t]),
+        &fifo,
+        "FIFO",
+    );
+    refused(&audit_within(&["verify".as_ref(), f]), &fifo, "FIFO");
+    refused(&audit_within(&["show".as_ref(), f]), &fifo, "FIFO");
+    refused(&audit_within(&["tail".as_ref(), f]), &fifo, "FIFO");
+    refused(
+        &audit_within(&["why".as_ref(), f, "1".as_ref()]),
+        &fifo,
+        "FIFO",
+    );
+    refused(
+        &audit_within(&["tail".as_ref(), "-n".as_ref(), "0".as_ref(), z]),
+        Path::new("/dev/zero"),
+        "character device",
+    );
+    // A device is refused by its type, not read to the end.
+    refused(
+        &audit_within(&["verify".as_ref(), "--key".as_ref(), z, t]),
+        Path::new("/dev/zero"),
+        "character device",
+    );
+    let out = util::output_within(
+        &mut append_cmd(
+            &trail,
+            &run_records("r2", "git"),
+            &["--key", fifo.to_str().unwrap()],
+        ),
+        Duration::from_secs(20),
+    );
+    refused(&out, &fifo, "FIFO");
+    // An oversized key file is refused after a bounded read.
+    let big = dir.write("big.pub", vec![b'A'; 1 << 20]);
+    let out = audit_within(&["verify".as_ref(), "--key".as_ref(), big.as_os_str(), t]);
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
+    // The public key where the secret key belongs: say so, not `chmod 600`.
+    let out = util::output_within(
+        &mut append_cmd(
+            &trail,
+            &run_records("r2", "git"),
+            &["--key", keys.public.to_str().unwrap()],
+        ),
+        Duration::from_secs(20),
+    );
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("is a public key") && !err.contains("chmod"),
+        "{err}"
+    );
+}
+
 #[test]
 fn show_filters_and_never_prints_control_characters() {
     let dir = Dir::new("audit-show");
@@ -327,6 +413,49 @@ fn show_filters_and_never_prints_control_characters() {
     let bad = output(enforcecore(["audit", "show", "--since", "soonish"]).arg(&trail));
     assert_code(&bad, 1);
     assert!(stderr(&bad).contains("RFC 3339"), "{}", stderr(&bad));
+}
+
+#[test]
+fn tail_n_counts_the_records_it_shows() {
+    let dir = Dir::new("audit-tail-n");
+    let trail = dir.join("audit.jsonl");
+    let mut bodies = run_records("r1", "curl");
+    bodies.extend(run_records("r2", "git"));
+    bodies.extend(run_records("r3", "git"));
+    append(&trail, &bodies, &[]);
+    let stored = lines(&trail);
+    let tail = |args: &[&str]| -> Vec<String> {
+        let out = output(
+            enforcecore(["audit", "tail", "--json"])
+                .args(args)
+                .arg(&trail),
+        );
+        assert_code(&out, 0);
+        stdout(&out).lines().map(str::to_owned).collect()
+    };
+    assert_eq!(tail(&["-n", "0"]), Vec::<String>::new());
+    assert_eq!(tail(&["-n", "0", "--denials"]), Vec::<String>::new());
+    assert_eq!(tail(&["-n", "1"]), stored[stored.len() - 1..]);
+    assert_eq!(tail(&["-n", "3"]), stored[stored.len() - 3..]);
+    // With filters, the last N records that pass them.
+    let denials: Vec<String> = stored
+        .iter()
+        .filter(|l| l.contains(r#""kind":"denial""#))
+        .cloned()
+        .collect();
+    assert_eq!(denials.len(), 3);
+    assert_eq!(tail(&["-n", "2", "--denials"]), denials[1..]);
+    assert_eq!(tail(&["-n", "9", "--denials"]), denials);
+    let r1: Vec<String> = stored
+        .iter()
+        .filter(|l| l.contains(r#""run":"r1""#))
+        .cloned()
+        .collect();
+    assert_eq!(tail(&["-n", "2", "--run", "r1"]), r1[r1.len() - 2..]);
+    assert_eq!(
+        tail(&["-n", "1", "--tool", "curl", "--kind", "run-started"]),
+        r1[..1]
+    );
 }
 
 /// Read `tail -f` output until `done` says stop or the deadline passes.

@@ -223,6 +223,65 @@ fn bad_policies_and_keys_are_clear_errors() {
     util::assert_code(&out, 1);
 }
 
+/// `enforcecore redact ARGS` with nothing on stdin, failing if it hangs.
+fn redact_within(args: &[&str]) -> std::process::Output {
+    util::output_within(
+        &mut util::enforcecore(["redact"].iter().chain(args)),
+        Duration::from_secs(20),
+    )
+}
+
+#[test]
+fn a_key_that_is_not_a_regular_file_is_refused_without_waiting() {
+    let dir = Dir::new("redact-key-type");
+    let fifo = dir.join("fifo.key");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let fifo_s = fifo.to_str().unwrap();
+    // No writer ever opens the FIFO: a blocking open would never return.
+    let out = redact_within(&["--key", fifo_s]);
+    util::assert_code(&out, 1);
+    let err = util::stderr(&out);
+    assert!(err.contains(fifo_s) && err.contains("FIFO"), "{err}");
+    assert!(err.contains("--key"), "{err}");
+    assert!(!err.contains("redaction.key_file"), "{err}");
+    assert!(!err.contains("chmod"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    // The same through a policy, which is then what the error names.
+    let policy = dir.write(
+        "p.yaml",
+        format!("version: 1\nname: p\nredaction:\n  key_file: {fifo_s}\n"),
+    );
+    let out = redact_within(&["--policy", policy.to_str().unwrap()]);
+    util::assert_code(&out, 1);
+    let err = util::stderr(&out);
+    assert!(
+        err.contains("FIFO") && err.contains("redaction.key_file"),
+        "{err}"
+    );
+
+    // A device is refused by its type, not read.
+    let out = redact_within(&["--key", "/dev/zero"]);
+    util::assert_code(&out, 1);
+    let err = util::stderr(&out);
+    assert!(err.contains("character device"), "{err}");
+
+    // A symlink to a good key is refused: the docs say so.
+    let key = key(&dir);
+    let link = dir.join("link.key");
+    std::os::unix::fs::symlink(&key, &link).unwrap();
+    let out = redact_within(&["--key", link.to_str().unwrap()]);
+    util::assert_code(&out, 1);
+    assert!(
+        util::stderr(&out).contains("symbolic link"),
+        "{}",
+        util::stderr(&out)
+    );
+    util::assert_code(&redact_within(&["--key", &key]), 0);
+}
+
 #[test]
 fn a_closed_stdout_ends_the_filter_quietly() {
     let mut child = Command::new(util::bin())

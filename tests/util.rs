@@ -92,6 +92,31 @@ pub fn output(cmd: &mut Command) -> Output {
     cmd.output().expect("spawn enforcecore")
 }
 
+/// Run a command to completion like [`output`], but kill it and fail the test
+/// when it is still running after `limit`: for commands whose bug would be a
+/// hang. Not a timing assertion; the limit is generous.
+#[track_caller]
+pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn enforcecore");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("wait for enforcecore"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let _ = rx.recv();
+            panic!("{cmd:?} still running after {limit:?}: it hangs");
+        }
+    }
+}
+
 /// Exit code, or `128 + signal`.
 pub fn code(out: &Output) -> i32 {
     use std::os::unix::process::ExitStatusExt;

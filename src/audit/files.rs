@@ -175,11 +175,8 @@ pub fn empty_file_head(path: &Path) -> Result<Head, AuditError> {
         return Ok(genesis);
     };
     let apath = parent(path).join(&name);
-    let file = File::open(&apath).map_err(|e| AuditError::io("open", &apath, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| AuditError::io("stat", &apath, e))?
-        .len();
+    let (file, meta) = super::reader::open_trail(&apath)?;
+    let len = meta.len();
     let end = last_newline_end(&file, len, &apath)?;
     if end == 0 {
         return Ok(genesis);

@@ -107,10 +107,7 @@ impl Follower {
 }
 
 fn open(path: &Path) -> Result<(File, (u64, u64)), AuditError> {
-    let file = File::open(path).map_err(|e| AuditError::io("open", path, e))?;
-    let m = file
-        .metadata()
-        .map_err(|e| AuditError::io("stat", path, e))?;
+    let (file, m) = super::reader::open_trail(path)?;
     Ok((file, (m.dev(), m.ino())))
 }
 

@@ -24,6 +24,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use super::AuditError;
+use crate::regular_file::{self, OpenError, Symlinks};
 
 /// File name of the secret key written by [`generate`].
 pub const SECRET_FILE: &str = "audit-signing.key";
@@ -109,21 +110,25 @@ pub fn generate(dir: &Path) -> Result<KeyFiles, AuditError> {
     })
 }
 
+/// Longest key file read, in bytes (a PEM key has a few hundred).
+const MAX_KEY_FILE: u64 = 16 * 1024;
+
 /// Load a secret (signing) key. Fails when group or others may read it.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, AuditError> {
-    let meta = fs::metadata(path).map_err(|source| AuditError::Key {
-        step: "read the secret key file",
-        path: path.to_path_buf(),
-        error: Arc::new(source),
-    })?;
-    let mode = meta.permissions().mode();
+    let (text, mode) = read_text(path, "read the secret key file")?;
+    // Before the mode check: a public key is world-readable by design, and
+    // `chmod 600` would be the wrong advice.
+    if text.contains("-----BEGIN PUBLIC KEY-----") {
+        return Err(AuditError::KeyIsPublic {
+            path: path.to_path_buf(),
+        });
+    }
     if mode & 0o077 != 0 {
         return Err(AuditError::KeyPermissions {
             path: path.to_path_buf(),
             mode: mode & 0o777,
         });
     }
-    let text = read_text(path, "read the secret key file")?;
     SigningKey::from_pkcs8_pem(&text).map_err(|e| AuditError::KeyFormat {
         path: path.to_path_buf(),
         expected: "an Ed25519 PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`)",
@@ -133,7 +138,7 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, AuditError> {
 
 /// Load a public (verifying) key.
 pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, AuditError> {
-    let text = read_text(path, "read the public key file")?;
+    let (text, _) = read_text(path, "read the public key file")?;
     VerifyingKey::from_public_key_pem(&text).map_err(|e| AuditError::KeyFormat {
         path: path.to_path_buf(),
         expected: "an Ed25519 PEM public key (`-----BEGIN PUBLIC KEY-----`); \
@@ -142,24 +147,35 @@ pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, AuditError> {
     })
 }
 
-fn read_text(path: &Path, step: &'static str) -> Result<String, AuditError> {
-    let bytes = fs::read(path).map_err(|source| AuditError::Key {
+/// The text of a key file and its permission bits. Refuses anything but a
+/// regular file of at most [`MAX_KEY_FILE`] bytes, without blocking on a FIFO.
+fn read_text(path: &Path, step: &'static str) -> Result<(String, u32), AuditError> {
+    let fail = |source| AuditError::Key {
         step,
         path: path.to_path_buf(),
         error: Arc::new(source),
+    };
+    let (mut file, meta) = regular_file::open(path, Symlinks::Follow).map_err(|e| match e {
+        OpenError::Io(source) => fail(source),
+        OpenError::NotRegular { kind } => AuditError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+            expected: "a PEM key file",
+        },
     })?;
-    if bytes.len() > 16 * 1024 {
+    let Some(bytes) = regular_file::read_bounded(&mut file, MAX_KEY_FILE).map_err(fail)? else {
         return Err(AuditError::KeyFormat {
             path: path.to_path_buf(),
             expected: "a PEM key file of a few hundred bytes",
-            detail: format!("the file has {} bytes", bytes.len()),
+            detail: format!("the file is larger than {MAX_KEY_FILE} bytes"),
         });
-    }
-    String::from_utf8(bytes).map_err(|_| AuditError::KeyFormat {
+    };
+    let text = String::from_utf8(bytes).map_err(|_| AuditError::KeyFormat {
         path: path.to_path_buf(),
         expected: "a PEM (text) key file",
         detail: "the file is not UTF-8 text".into(),
-    })
+    })?;
+    Ok((text, meta.permissions().mode()))
 }
 
 #[cfg(test)]

@@ -107,6 +107,17 @@ pub enum AuditError {
         /// The OS error (in the message, so not also a `source`).
         error: Arc<io::Error>,
     },
+    /// A path that must name a regular file names a FIFO, a device, a
+    /// directory...
+    #[error("{} is {kind}, not a regular file; give the path of {expected}", path.display())]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead (`a FIFO (named pipe)`).
+        kind: &'static str,
+        /// What it should be (`an audit trail file`).
+        expected: &'static str,
+    },
     /// Another writer held the trail's lock for too long.
     #[error(
         "{} is locked by another writer and was not released within {waited:?}; \
@@ -231,6 +242,16 @@ pub enum AuditError {
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+    },
+    /// A public key was given where the secret key is needed.
+    #[error(
+        "{} is a public key; signing needs the secret key (`-----BEGIN PRIVATE KEY-----`, \
+         mode 0600): pass the file without `.pub`",
+        path.display()
+    )]
+    KeyIsPublic {
+        /// The key file.
+        path: PathBuf,
     },
     /// A key file does not hold the expected key.
     #[error("{} is not {expected}: {detail}", path.display())]

@@ -6,7 +6,7 @@
 //! verifying: nothing here checks hashes or links (that is [`super::verify`]),
 //! and nothing here may change a file.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +16,7 @@ use super::AuditError;
 use super::line;
 use super::lines::LineReader;
 use super::record::RecordBody;
+use crate::regular_file::{self, OpenError, Symlinks};
 
 /// One record, as read.
 #[derive(Clone, Debug)]
@@ -88,6 +89,15 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Whether every record passes.
+    pub fn is_empty(&self) -> bool {
+        self.run.is_none()
+            && self.tool.is_none()
+            && self.kinds.is_empty()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+
     /// Whether `r` passes.
     pub fn matches(&self, r: &Record) -> bool {
         if self
@@ -139,12 +149,25 @@ pub fn parse_time(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     ))
 }
 
+/// Open a trail file for reading. Never waits on a FIFO; refuses anything
+/// that is not a regular file.
+pub fn open_trail(path: &Path) -> Result<(File, Metadata), AuditError> {
+    regular_file::open(path, Symlinks::Follow).map_err(|e| match e {
+        OpenError::Io(e) => AuditError::io("open", path, e),
+        OpenError::NotRegular { kind } => AuditError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+            expected: "an audit trail file",
+        },
+    })
+}
+
 /// Every record of `path` (parse failures as `Err` with the line number).
 pub fn for_each(
     path: &Path,
     mut f: impl FnMut(Result<Record, (u64, String)>) -> bool,
 ) -> Result<(), AuditError> {
-    let file = File::open(path).map_err(|e| AuditError::io("open", path, e))?;
+    let (file, _) = open_trail(path)?;
     let mut lines = LineReader::new(file);
     while let Some(l) = lines
         .next_line()
@@ -177,25 +200,23 @@ pub fn find(path: &Path, seq: u64) -> Result<Option<Record>, AuditError> {
     Ok(found)
 }
 
-/// Offset where the last `n` complete lines of `file` begin.
+/// Offset where the last `n` complete lines of `file` begin (a torn tail
+/// after them is not counted; `n == 0`: the end of the last complete line).
 pub fn last_lines_start(file: &File, len: u64, n: usize) -> std::io::Result<u64> {
     use std::os::unix::fs::FileExt;
+    // The last `n` complete lines start just past the newline `n + 1`-th
+    // from the end (the last newline ends the last complete line).
+    let target = n.saturating_add(1);
     let mut end = len;
     let mut seen = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
-    // Skip a torn tail: count newlines from the last one.
-    let mut first = true;
     while end > 0 {
         let start = end.saturating_sub(buf.len() as u64);
         let chunk = &mut buf[..(end - start) as usize];
         file.read_exact_at(chunk, start)?;
         for i in memchr::memrchr_iter(b'\n', chunk) {
-            if first {
-                first = false;
-                continue;
-            }
             seen += 1;
-            if seen == n {
+            if seen == target {
                 return Ok(start + i as u64 + 1);
             }
         }
@@ -204,12 +225,64 @@ pub fn last_lines_start(file: &File, len: u64, n: usize) -> std::io::Result<u64>
     Ok(0)
 }
 
+/// Offset where the last `n` complete records of `file` that `filter`
+/// passes begin. Reads the first `len` bytes in full; records from there on
+/// that do not pass are the caller's to skip.
+pub fn last_matches_start(
+    file: &File,
+    len: u64,
+    n: usize,
+    filter: &Filter,
+) -> std::io::Result<u64> {
+    let mut starts = std::collections::VecDeque::with_capacity(n.min(4096));
+    if n > 0 {
+        let mut lines = LineReader::new(std::io::Read::take(file, len));
+        while let Some(l) = lines.next_line()? {
+            if !l.terminated || l.too_long {
+                continue;
+            }
+            if Record::parse(l.bytes).is_ok_and(|r| filter.matches(&r)) {
+                if starts.len() == n {
+                    starts.pop_front();
+                }
+                starts.push_back(l.offset);
+            }
+        }
+    }
+    match starts.front() {
+        Some(&at) => Ok(at),
+        // Nothing to show: start past the last complete line.
+        None => last_lines_start(file, len, 0),
+    }
+}
+
 /// Sleep used while following a trail.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_lines_count_complete_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        let start = |content: &[u8], n| {
+            std::fs::write(&p, content).unwrap();
+            let f = File::open(&p).unwrap();
+            last_lines_start(&f, content.len() as u64, n).unwrap()
+        };
+        assert_eq!(start(b"a\nb\nc\n", 0), 6);
+        assert_eq!(start(b"a\nb\nc\n", 1), 4);
+        assert_eq!(start(b"a\nb\nc\n", 2), 2);
+        assert_eq!(start(b"a\nb\nc\n", 3), 0);
+        assert_eq!(start(b"a\nb\nc\n", 9), 0);
+        // A torn tail is neither counted nor skipped over.
+        assert_eq!(start(b"a\nb\nto", 0), 4);
+        assert_eq!(start(b"a\nb\nto", 1), 2);
+        assert_eq!(start(b"", 0), 0);
+        assert_eq!(start(b"torn", 0), 0);
+    }
 
     #[test]
     fn times() {

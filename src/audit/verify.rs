@@ -15,7 +15,6 @@
 //! Streaming: memory is O(1) in the size of the trail. This module reads and
 //! reports; it never changes a file.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -422,8 +421,7 @@ pub fn verify_files(paths: &[PathBuf], key: Option<VerifyingKey>) -> Result<Repo
     let mut v = Verifier::new(key);
     let mut seen = std::collections::HashSet::new();
     for p in paths {
-        let f = File::open(p).map_err(|e| AuditError::io("open", p, e))?;
-        let m = f.metadata().map_err(|e| AuditError::io("stat", p, e))?;
+        let (f, m) = super::reader::open_trail(p)?;
         if !seen.insert((m.dev(), m.ino())) {
             continue;
         }

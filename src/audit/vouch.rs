@@ -177,11 +177,8 @@ pub fn archive(path: &Path, head: &Head, v: &Vouch) -> Result<(), AuditError> {
             "`{name}` is not a file name in the trail's directory"
         )));
     }
-    let file = File::open(&apath).map_err(|e| AuditError::io("open", &apath, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| AuditError::io("stat", &apath, e))?
-        .len();
+    let (file, meta) = super::reader::open_trail(&apath)?;
+    let len = meta.len();
     let mut lines = BackLines::new(&file, &apath, len);
     let Some((offset, l)) = lines.prev()? else {
         return Err(unvouched("the archive is empty".into()));

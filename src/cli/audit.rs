@@ -108,7 +108,8 @@ pub struct TailArgs {
     /// Keep following new records (across rotation) until interrupted.
     #[arg(short, long)]
     pub follow: bool,
-    /// How many of the last records to show first.
+    /// How many of the last records to show first (with filters: of the
+    /// last records that pass them).
     #[arg(short = 'n', long, default_value_t = 10, value_name = "N")]
     pub lines: usize,
     /// Filters and output.
@@ -311,10 +312,14 @@ fn show(a: ShowArgs) -> anyhow::Result<u8> {
 fn tail(a: TailArgs) -> anyhow::Result<u8> {
     let f = filter(&a.filter)?;
     let mut p = Printer::new(a.filter.json);
-    let file = std::fs::File::open(&a.file)
-        .with_context(|| format!("cannot open {}", a.file.display()))?;
-    let len = file.metadata()?.len();
-    let start = reader::last_lines_start(&file, len, a.lines)?;
+    let (file, meta) = reader::open_trail(&a.file)?;
+    let len = meta.len();
+    // `-n` counts records shown: with a filter, the last N that pass.
+    let start = if f.is_empty() {
+        reader::last_lines_start(&file, len, a.lines)?
+    } else {
+        reader::last_matches_start(&file, len, a.lines, &f)?
+    };
     let mut follower = Follower::open(&a.file, start)?;
     let err: std::cell::RefCell<Option<io::Error>> = std::cell::RefCell::new(None);
     let mut emit = |bytes: &[u8]| match Record::parse(bytes) {

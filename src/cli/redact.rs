@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::policy::{self, Strategy};
-use crate::redact::{Engine, Key, RedactError, Stream, StreamFilter};
+use crate::redact::{Engine, Key, KeySource, RedactError, Stream, StreamFilter};
 use crate::report::RedactionReceipt;
 
 /// Arguments of `enforcecore redact`.
@@ -100,13 +100,16 @@ fn engine(args: &RedactArgs) -> anyhow::Result<Engine> {
     let strategy = settings
         .as_ref()
         .map_or(Strategy::Placeholder, |s| s.strategy.value);
-    let key_file = args.key.clone().or_else(|| {
-        settings
-            .as_ref()
-            .and_then(|s| s.key_file.as_ref().map(|k| k.value.clone()))
-    });
+    let key_file = match &args.key {
+        Some(path) => Some((path.clone(), KeySource::CommandLine)),
+        None => settings.as_ref().and_then(|s| {
+            s.key_file
+                .as_ref()
+                .map(|k| (k.value.clone(), KeySource::Policy))
+        }),
+    };
     let key = match key_file {
-        Some(path) => Some(Key::load(&path)?),
+        Some((path, named_by)) => Some(Key::load(&path, named_by)?),
         None if args.json || strategy == Strategy::Hash => Some(Key::host()?),
         None => None,
     };

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use super::custom::Compiled;
-use super::key::Key;
+use super::key::{Key, KeySource};
 use super::scan;
 use super::stream::Stream;
 use super::{DetectorKind, Label, RedactError, StreamFilter};
@@ -44,7 +44,7 @@ impl Engine {
     /// `key_file`, or else the host key (created on first use).
     pub fn new(settings: &Redaction) -> Result<Engine, RedactError> {
         let key = match &settings.key_file {
-            Some(path) => Key::load(&path.value)?,
+            Some(path) => Key::load(&path.value, KeySource::Policy)?,
             None => Key::host()?,
         };
         Engine::with_key(settings, Some(key))

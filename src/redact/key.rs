@@ -26,6 +26,7 @@ use hmac::{Hmac, KeyInit};
 use sha2::Sha256;
 
 use super::RedactError;
+use crate::regular_file::{self, OpenError, Symlinks};
 
 /// Shortest key accepted, in bytes.
 pub const MIN_KEY_LEN: usize = 16;
@@ -33,6 +34,40 @@ pub const MIN_KEY_LEN: usize = 16;
 const MAX_KEY_LEN: usize = 4096;
 /// Size of a generated host key.
 const HOST_KEY_LEN: usize = 32;
+
+/// Where a key file's path came from: what a user changes to fix it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// The policy's `redaction.key_file`.
+    Policy,
+    /// The `--key` command-line option.
+    CommandLine,
+    /// The host key's fixed location (see the module documentation).
+    Host,
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeySource::Policy => "named by redaction.key_file",
+            KeySource::CommandLine => "given with --key",
+            KeySource::Host => "the host key",
+        })
+    }
+}
+
+impl KeySource {
+    /// What to do about a path that does not name a usable key file.
+    pub fn fix(self) -> &'static str {
+        match self {
+            KeySource::Policy => "point redaction.key_file at a key file",
+            KeySource::CommandLine => "give --key the path of a key file",
+            KeySource::Host => {
+                "move it aside so that a new host key is created (fingerprints will change)"
+            }
+        }
+    }
+}
 
 /// An HMAC-SHA-256 key, ready to use.
 #[derive(Clone)]
@@ -60,23 +95,21 @@ impl Key {
         Ok(Key { mac })
     }
 
-    /// Read a key file, checking its type and permissions.
-    pub fn load(path: &Path) -> Result<Key, RedactError> {
-        let read = |source| RedactError::KeyRead {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(read)?;
-        let meta = file.metadata().map_err(read)?;
-        if !meta.is_file() {
-            return Err(RedactError::KeyNotAFile {
+    /// Read a key file, checking its type and permissions. `named_by` says
+    /// where the path came from, so errors name what to change.
+    pub fn load(path: &Path, named_by: KeySource) -> Result<Key, RedactError> {
+        let (mut file, meta) = regular_file::open(path, Symlinks::Refuse).map_err(|e| match e {
+            OpenError::Io(source) => RedactError::KeyRead {
                 path: path.to_path_buf(),
-            });
-        }
+                named_by,
+                source,
+            },
+            OpenError::NotRegular { kind } => RedactError::KeyNotAFile {
+                path: path.to_path_buf(),
+                named_by,
+                kind,
+            },
+        })?;
         let mode = meta.mode() & 0o7777;
         if mode & 0o077 != 0 {
             return Err(RedactError::KeyPermissions {
@@ -84,16 +117,20 @@ impl Key {
                 mode,
             });
         }
-        let mut bytes = Vec::with_capacity(64);
-        Read::by_ref(&mut file)
-            .take(MAX_KEY_LEN as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(read)?;
-        let result = if bytes.len() > MAX_KEY_LEN {
-            Err(RedactError::KeyTooLong {
+        let Some(mut bytes) =
+            regular_file::read_bounded(&mut file, MAX_KEY_LEN as u64).map_err(|source| {
+                RedactError::KeyRead {
+                    path: path.to_path_buf(),
+                    named_by,
+                    source,
+                }
+            })?
+        else {
+            return Err(RedactError::KeyTooLong {
                 path: path.to_path_buf(),
-            })
-        } else if bytes.len() < MIN_KEY_LEN {
+            });
+        };
+        let result = if bytes.len() < MIN_KEY_LEN {
             Err(RedactError::KeyTooShort {
                 path: path.to_path_buf(),
                 len: bytes.len(),
@@ -108,12 +145,12 @@ impl Key {
     /// Read the key at `path`, creating it (32 random bytes, mode 0600, parent
     /// directories 0700) when it does not exist yet.
     pub fn load_or_create(path: &Path) -> Result<Key, RedactError> {
-        match Key::load(path) {
+        match Key::load(path, KeySource::Host) {
             Err(RedactError::KeyRead { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
                 create(path)?;
-                Key::load(path)
+                Key::load(path, KeySource::Host)
             }
             other => other,
         }
@@ -264,22 +301,78 @@ mod tests {
         let path = dir.path().join("k");
         fs::write(&path, [7u8; 32]).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let e = Key::load(&path).unwrap_err();
+        let e = Key::load(&path, KeySource::Policy).unwrap_err();
         assert!(
             matches!(e, RedactError::KeyPermissions { mode: 0o644, .. }),
             "{e}"
         );
         assert!(e.to_string().contains("chmod 600"), "{e}");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(Key::load(&path).is_ok());
+        assert!(Key::load(&path, KeySource::Policy).is_ok());
         fs::write(&path, [7u8; 8]).unwrap();
         assert!(matches!(
-            Key::load(&path),
+            Key::load(&path, KeySource::Policy),
             Err(RedactError::KeyTooShort { len: 8, .. })
         ));
+        fs::write(&path, [7u8; MAX_KEY_LEN + 1]).unwrap();
         assert!(matches!(
-            Key::load(dir.path()),
-            Err(RedactError::KeyNotAFile { .. }) | Err(RedactError::KeyPermissions { .. })
+            Key::load(&path, KeySource::Policy),
+            Err(RedactError::KeyTooLong { .. })
         ));
+        assert!(matches!(
+            Key::load(dir.path(), KeySource::Policy),
+            Err(RedactError::KeyNotAFile { .. })
+        ));
+    }
+
+    #[test]
+    fn fifos_devices_and_symlinks_are_refused_by_type_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // No writer ever opens the FIFO: a blocking open would hang here.
+        let e = Key::load(&fifo, KeySource::CommandLine).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(
+                e,
+                RedactError::KeyNotAFile {
+                    kind: "a FIFO (named pipe)",
+                    ..
+                }
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains(&fifo.display().to_string()), "{msg}");
+        assert!(msg.contains("--key"), "{msg}");
+        assert!(!msg.contains("redaction.key_file"), "{msg}");
+        assert!(!msg.contains("chmod"), "{msg}");
+        let e = Key::load(Path::new("/dev/zero"), KeySource::Policy).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RedactError::KeyNotAFile {
+                    kind: "a character device",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("redaction.key_file"), "{e}");
+        let key = dir.path().join("k");
+        fs::write(&key, [7u8; 32]).unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&key, &link).unwrap();
+        assert!(matches!(
+            Key::load(&link, KeySource::Policy),
+            Err(RedactError::KeyNotAFile {
+                kind: "a symbolic link",
+                ..
+            })
+        ));
+        let e = Key::load(&dir.path().join("missing"), KeySource::CommandLine).unwrap_err();
+        assert!(matches!(e, RedactError::KeyRead { .. }), "{e}");
+        assert!(!e.to_string().contains("redaction.key_file"), "{e}");
     }
 }

@@ -201,7 +201,7 @@ use std::path::PathBuf;
 
 pub use custom::MAX_CUSTOM_LEN;
 pub use engine::Engine;
-pub use key::Key;
+pub use key::{Key, KeySource};
 pub use replace::MAX_FINGERPRINTS;
 pub use stream::Stream;
 
@@ -218,19 +218,25 @@ pub(crate) enum Label {
 /// Why a redaction engine could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum RedactError {
-    /// The key file could not be read.
-    #[error("cannot read redaction key {}: {source}; check redaction.key_file or create the key (32 random bytes, mode 0600)", path.display())]
+    /// The key file could not be opened or read.
+    #[error("cannot read redaction key {} ({named_by}): {source}; check the path, or create the key (32 random bytes, mode 0600)", path.display())]
     KeyRead {
         /// The key file.
         path: PathBuf,
+        /// Where the path came from.
+        named_by: KeySource,
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The key path is not a regular file.
-    #[error("redaction key {} is not a regular file; point redaction.key_file at a file", path.display())]
+    /// The key path names a FIFO, a device, a directory or a symlink.
+    #[error("redaction key {} ({named_by}) is {kind}, not a regular file; {}", path.display(), named_by.fix())]
     KeyNotAFile {
         /// The key path.
         path: PathBuf,
+        /// Where the path came from.
+        named_by: KeySource,
+        /// What it is instead (`a FIFO (named pipe)`).
+        kind: &'static str,
     },
     /// The key file is readable or writable by group or others.
     #[error("redaction key {} has mode {mode:04o}: group and others must have no access; run chmod 600 {}", path.display(), path.display())]
