@@ -108,7 +108,7 @@ pub enum SandboxError {
     /// The tool user does not exist.
     #[error(
         "tool user `{name}` ({origin}) does not exist; create it (`useradd --system \
-         --no-create-home --shell /usr/sbin/nologin {name}`) or set identity.user"
+         --no-create-home --shell /usr/sbin/nologin {name}`) or set sandbox.user"
     )]
     UnknownUser {
         /// The name.
@@ -117,7 +117,7 @@ pub enum SandboxError {
         origin: String,
     },
     /// The tool group does not exist.
-    #[error("tool group `{name}` ({origin}) does not exist; create it or set identity.group")]
+    #[error("tool group `{name}` ({origin}) does not exist; create it or set sandbox.group")]
     UnknownGroup {
         /// The name.
         name: String,
@@ -135,7 +135,7 @@ pub enum SandboxError {
     /// The policy names a user that only root could switch to.
     #[error(
         "the policy runs tools as {what} ({origin}), but enforcecore runs as uid {uid} and \
-         only root can switch users; run it as root, or remove identity.user/identity.group \
+         only root can switch users; run it as root, or remove sandbox.user/sandbox.group \
          to run tools as yourself"
     )]
     IdentityNeedsRoot {
@@ -148,7 +148,7 @@ pub enum SandboxError {
     },
     /// The tool would run as root.
     #[error(
-        "refusing to run a tool as root ({what}); set identity.user/group to an unprivileged account"
+        "refusing to run a tool as root ({what}); set sandbox.user/group to an unprivileged account"
     )]
     RootIdentity {
         /// What resolved to 0.

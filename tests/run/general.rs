@@ -514,3 +514,37 @@ fn a_signal_before_the_tool_starts_ends_the_run_without_it() {
     );
     assert!(!marker.exists(), "the tool ran");
 }
+
+#[test]
+fn the_python_example_runs_on_a_host_with_any_of_its_interpreters() {
+    if !ready() {
+        return;
+    }
+    // `/usr/bin/python3` links to one versioned interpreter; the others the
+    // example names are optional, so the policy runs wherever python3 does.
+    let stdlib = || {
+        std::fs::read_dir("/usr/lib")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("this.py")))
+            .find(|p| p.to_string_lossy().contains("python3.") && p.exists())
+    };
+    if !util::require("python3", || {
+        stdlib()
+            .map(drop)
+            .ok_or_else(|| "no python3 standard library under /usr/lib".to_string())
+    }) {
+        return;
+    }
+    let stdlib = stdlib().expect("probed");
+    let d = Dir::new("python-example");
+    let out = util::output(
+        util::enforcecore(["run", "--tool", "python", "--policy"])
+            .arg(util::policy("examples/python-runner.yaml"))
+            .arg("--audit-log")
+            .arg(d.join("trail.jsonl"))
+            .args(["--", "/usr/bin/python3", "-I"])
+            .arg(&stdlib),
+    );
+    util::assert_code(&out, 0);
+    assert!(util::stdout(&out).contains("The Zen of Python"), "{out:?}");
+}
