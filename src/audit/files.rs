@@ -143,6 +143,19 @@ pub fn read_head(file: &File, end: u64, path: &Path) -> Result<Head, AuditError>
             p.seq
         )));
     }
+    // The chain continues from it only if it continues the record before it
+    // (a record copied in from another trail is intact on its own).
+    if offset > 0 {
+        let (_, before) = line_before(file, offset, path)?;
+        let b = line::parse(&before)
+            .map_err(|w| damaged(format!("the record before the last is malformed: {w}")))?;
+        if b.seq.checked_add(1) != Some(p.seq) || p.prev() != b.hash() {
+            return Err(damaged(format!(
+                "the last record (seq {}) does not continue the one before it (seq {})",
+                p.seq, b.seq
+            )));
+        }
+    }
     let tail = match p.kind {
         "rotated" => Tail::Rotated,
         "checkpoint" => match p.checkpoint().map(|c| c.reason) {

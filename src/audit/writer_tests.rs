@@ -330,6 +330,32 @@ fn a_damaged_last_record_fails_closed() {
 }
 
 #[test]
+fn a_last_record_that_does_not_continue_the_chain_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    for (path, n) in [(&a, 3), (&b, 4)] {
+        let t = Trail::open(opts(path, false)).unwrap();
+        for i in 0..n {
+            t.append(note(i)).unwrap();
+        }
+    }
+    // B's seq 4 is intact on its own, but its `prev` is B's seq 3, not A's.
+    let last = fs::read_to_string(&b)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let mut spliced = fs::read_to_string(&a).unwrap();
+    spliced.push_str(&last);
+    spliced.push('\n');
+    fs::write(&a, &spliced).unwrap();
+    let err = Trail::open(opts(&a, false)).err().unwrap().to_string();
+    assert!(err.contains("does not continue the one before it"), "{err}");
+    assert_eq!(fs::read_to_string(&a).unwrap(), spliced);
+}
+
+#[test]
 fn a_file_that_is_not_a_trail_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     // A key or token (no newline at all), a config without a final newline,
