@@ -57,7 +57,8 @@ pub struct RunArgs {
     /// Print what was enforced and how the run ended, on stderr.
     #[arg(long, short)]
     pub verbose: bool,
-    /// Print the report as JSON (on stderr).
+    /// Print the report as JSON (on stderr, its last line); a run that ends
+    /// without one ends with `{"run_id", "tool", "error": {"code", "message"}}`.
     #[arg(long)]
     pub json: bool,
     /// The command and its arguments.
@@ -78,12 +79,22 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     // The cgroup directories are created while the policy loads.
     let run_id = supervise::new_run_id().context("generating a run id")?;
     let early = supervise::Early::start(&run_id).context("starting the cgroup thread")?;
+    // With --json, a run that ends without a report ends with an error object.
+    let fail = |code: u8, prefix: &str, message: String| {
+        super::say!("enforcecore: {prefix}{message}");
+        if args.json {
+            let v = serde_json::json!({
+                "run_id": run_id,
+                "tool": args.tool,
+                "error": { "code": code, "message": message },
+            });
+            super::say!("{v}");
+        }
+        Ok(code)
+    };
     let policy = match policy::load(&args.policy) {
         Ok(p) => p,
-        Err(e) => {
-            super::say!("enforcecore: {e}");
-            return Ok(exit::SUPERVISOR_FAILED);
-        }
+        Err(e) => return fail(exit::SUPERVISOR_FAILED, "", e.to_string()),
     };
     tracing::debug!(us = t0.elapsed().as_micros() as u64, "cli: policy loaded");
     let caller = Caller {
@@ -101,8 +112,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let audit = match Audit::open(&args, &policy, &run_id, &tool, caller.clone()) {
         Ok(a) => a,
         Err(e) => {
-            super::say!("enforcecore: error: {}", super::describe(&e));
-            return Ok(exit::SUPERVISOR_FAILED);
+            return fail(exit::SUPERVISOR_FAILED, "error: ", super::describe(&e));
         }
     };
     tracing::debug!(
@@ -112,7 +122,6 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let sandbox = match supervise::admit(&policy, args.tool.as_deref(), &args.command) {
         Ok(s) => s,
         Err(refusal) => {
-            super::say!("enforcecore: {refusal}");
             let recorded = audit.refused(&refusal);
             if let Err(e) = recorded {
                 super::say!(
@@ -120,7 +129,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
                     super::describe(&e)
                 );
             }
-            return Ok(exit::REFUSED);
+            return fail(exit::REFUSED, "", refusal.to_string());
         }
     };
     tracing::debug!(
@@ -205,19 +214,15 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let (result, closed, signal) = match ran {
         Ok(r) => r,
         Err(sig) => {
-            super::say!(
-                "enforcecore: stopped by signal {sig} before the tool started; it did not run"
-            );
-            return Ok(128 + sig as u8);
+            let message =
+                format!("stopped by signal {sig} before the tool started; it did not run");
+            return fail(128 + sig as u8, "", message);
         }
     };
     tracing::debug!(us = t0.elapsed().as_micros() as u64, "cli: runtime stopped");
     let outcome = match result {
         Ok(o) => o,
-        Err(e) => {
-            super::say!("enforcecore: error: {e}");
-            return Ok(e.exit_code());
-        }
+        Err(e) => return fail(e.exit_code(), "error: ", e.to_string()),
     };
     let abnormal = outcome.exit.cause != ExitCause::Exited;
     if args.json {

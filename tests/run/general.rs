@@ -548,3 +548,62 @@ fn the_python_example_runs_on_a_host_with_any_of_its_interpreters() {
     util::assert_code(&out, 0);
     assert!(util::stdout(&out).contains("The Zen of Python"), "{out:?}");
 }
+
+#[test]
+fn json_ends_every_run_with_an_object() {
+    if !ready() {
+        return;
+    }
+    // A report when the tool ran; an error object when it did not: not found,
+    // refused by the policy, a policy that does not load.
+    let p = Knobs {
+        extra: "tools:\n  lister:\n    command: /bin/ls\n".into(),
+        ..Knobs::default()
+    }
+    .write();
+    let d = Dir::new("json-errors");
+    let bad = d.write(
+        "bad.yaml",
+        "version: 1\nname: bad\nsandbox:\n  nonsense: 1\n",
+    );
+    let cases: [(Vec<&std::ffi::OsStr>, i32); 3] = [
+        (
+            vec![
+                p.path.as_ref(),
+                "--".as_ref(),
+                "/usr/bin/no-such-xyz".as_ref(),
+            ],
+            127,
+        ),
+        (
+            vec![
+                p.path.as_ref(),
+                "--tool".as_ref(),
+                "lister".as_ref(),
+                "--".as_ref(),
+                "/bin/cat".as_ref(),
+            ],
+            126,
+        ),
+        (vec![bad.as_ref(), "--".as_ref(), "/bin/true".as_ref()], 125),
+    ];
+    for (args, code) in cases {
+        let out = util::output(util::enforcecore(["run", "--json", "--policy"]).args(&args));
+        util::assert_code(&out, code);
+        let last = util::stderr(&out)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        let v: serde_json::Value =
+            serde_json::from_str(&last).unwrap_or_else(|e| panic!("{e}: {last}"));
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+        assert!(v["run_id"].is_string(), "{v}");
+    }
+}
