@@ -112,6 +112,15 @@ impl Writer {
         self.seg.lock()?;
         let r = self.locked(&mut []);
         self.seg.unlock();
+        let sealed = self.seg.head().is_some_and(|h| h.tail == Tail::Sealed);
+        if self.key.is_none() && sealed {
+            tracing::warn!(
+                trail = %self.seg.path().display(),
+                "this audit trail is sealed by signed checkpoints, but no signing key was \
+                 given: what is appended now stays unsealed (`audit verify --key` reports an \
+                 unsealed tail) until a writer with the key seals it"
+            );
+        }
         r.map(drop)
     }
 

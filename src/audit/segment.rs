@@ -160,6 +160,11 @@ impl Segment {
         self.release();
     }
 
+    /// The record the file ended with when last looked at, if known.
+    pub fn head(&self) -> Option<&Head> {
+        self.known.as_ref()
+    }
+
     fn release(&self) {
         // Unlocking an flock'ed fd cannot fail in a way we could act on; the
         // lock also goes away when the fd is closed.
@@ -450,10 +455,10 @@ fn open_file(path: &Path) -> Result<(File, (u64, u64), u64), AuditError> {
         .metadata()
         .map_err(|e| AuditError::io("stat", path, e))?;
     if !m.file_type().is_file() {
-        return Err(AuditError::Damaged {
+        return Err(AuditError::NotRegular {
             path: path.to_path_buf(),
-            offset: 0,
-            why: "not a regular file".into(),
+            kind: crate::regular_file::kind(&m.file_type()),
+            expected: "an audit trail file",
         });
     }
     Ok((file, (m.dev(), m.ino()), m.len()))

@@ -116,6 +116,14 @@ fn a_run_is_recorded_redacted_and_sealed() {
             .arg(&pubkey),
     );
     util::assert_code(&v, 0);
+    // Appending without the key to this sealed trail is allowed, but said.
+    let out = util::output(&mut p.cmd(&["--audit-log", trail.to_str().unwrap()], &["/bin/true"]));
+    util::assert_code(&out, 0);
+    assert!(
+        util::stderr(&out).contains("sealed by signed checkpoints, but no signing key"),
+        "{}",
+        util::stderr(&out)
+    );
 }
 
 #[test]
