@@ -46,7 +46,7 @@ pub fn header() -> String {
 }
 
 /// One table row. Denials are marked `!! DENIAL`, losses `!! DENIALS LOST`,
-/// denials only counted past a run's bounds `!! DENIALS CAPPED`; in bold red
+/// denials only counted past a run's or a caller's bounds `!! DENIALS CAPPED`; in bold red
 /// with `color`.
 pub fn row(r: &Record, color: bool) -> String {
     // 2026-11-01T12:34:56.123456Z → 2026-11-01 12:34:56.123
@@ -56,9 +56,9 @@ pub fn row(r: &Record, color: bool) -> String {
     };
     let denial = r.kind == "denial" || r.kind == "denials-lost";
     let kind = if let Some(RecordBody::DenialsLost { source, .. }) = &r.body
-        && source == "cap"
+        && (source == "cap" || source == "refusal-cap")
     {
-        // Past a run's bounds: counted in the record, not lost.
+        // Past a run's (or a caller's) bounds: counted in the record, not lost.
         "!! DENIALS CAPPED".to_string()
     } else if r.kind == "denials-lost" {
         "!! DENIALS LOST".to_string()

@@ -43,6 +43,8 @@ pub struct Shared {
     pub trail: Arc<Trail>,
     /// Rate limits and caps.
     pub limiter: Limiter,
+    /// How many refusals are recorded one by one.
+    pub refusals: super::refusals::RefusalCap,
     /// Pre-created run cgroups (root), or none.
     pub cgroups: Option<Arc<CgroupPool>>,
     /// Becomes `true` when runs must be killed (stop grace over).
@@ -157,7 +159,7 @@ async fn reload(shared: &Shared, peer: &Peer) -> Response {
     if !shared.config.is_admin(peer.uid, peer.gid) {
         let why = "only root and the daemon config's `admins` may reload";
         let hint = "add the uid or gid under admins: in the daemon config";
-        record_refusal(shared, "-", policy_denial(peer, "daemon", why, hint)).await;
+        record_refusal(shared, peer, "-", policy_denial(peer, "daemon", why, hint)).await;
         return Response::error(
             exit::REFUSED,
             format!("{} may not reload the daemon: {why}", peer.describe()),
@@ -182,16 +184,25 @@ fn policy_denial(peer: &Peer, object: &str, detail: &str, hint: &str) -> Denial 
     }
 }
 
-/// Record a refused request as a `denial` under a fresh run id.
-async fn record_refusal(shared: &Shared, tool: &str, denial: Denial) {
+/// Record a refused request as a `denial` under a fresh run id — or only
+/// count it, past the caller's bound ([`super::refusals`]).
+async fn record_refusal(shared: &Shared, peer: &Peer, tool: &str, denial: Denial) {
+    use super::refusals::{self, Verdict};
+    let counted = match shared.refusals.check(peer.uid, Instant::now()) {
+        Verdict::Count => return,
+        Verdict::Record { counted_before } => counted_before,
+    };
     let run = supervise::new_run_id().unwrap_or_else(|_| "refused".into());
     let body = RecordBody::Denial {
         run,
         tool: tool.into(),
         denial,
     };
-    if let Err(e) = shared.trail.append_async(body).await {
-        tracing::error!("recording a refusal in the audit trail failed: {e}");
+    let count = (counted > 0).then(|| refusals::counted_record(peer.uid, counted));
+    for t in shared.trail.submit_all(count.into_iter().chain([body])) {
+        if let Err(e) = t.await {
+            tracing::error!("recording a refusal in the audit trail failed: {e}");
+        }
     }
 }
 
@@ -238,7 +249,7 @@ async fn call(
                 e.to_string(),
                 "list the caller's uid or gid, and the tool, under the policy's agents:",
             );
-            record_refusal(shared, tool, d).await;
+            record_refusal(shared, peer, tool, d).await;
             return Response::error(exit::REFUSED, format!("refused by policy: {msg}"));
         }
     };
@@ -248,7 +259,7 @@ async fn call(
             format!("policy `{}` has no tool `{tool}`", policy.name),
             "define the tool under tools:",
         );
-        record_refusal(shared, tool, d).await;
+        record_refusal(shared, peer, tool, d).await;
         return Response::error(exit::REFUSED, format!("refused by policy: {msg}"));
     };
     let mut argv = Vec::with_capacity(args.len() + 1);
@@ -260,7 +271,7 @@ async fn call(
             let mut d = *refusal.denial;
             d.pid = peer.pid;
             d.detail = format!("{}: {}", peer.describe(), d.detail);
-            record_refusal(shared, tool, d).await;
+            record_refusal(shared, peer, tool, d).await;
             return Response::error(exit::REFUSED, refusal.message);
         }
     };
@@ -268,7 +279,7 @@ async fn call(
         Ok(p) => p,
         Err(limit) => {
             let (d, msg) = refused(&limit.object(), limit.to_string(), &limit.hint());
-            record_refusal(shared, tool, d).await;
+            record_refusal(shared, peer, tool, d).await;
             return Response::error(exit::REFUSED, format!("refused by a limit: {msg}"));
         }
     };

@@ -33,6 +33,7 @@ pub mod notify;
 pub mod peer;
 pub mod policies;
 pub mod protocol;
+pub mod refusals;
 pub mod server;
 
 pub use config::Config;
@@ -244,6 +245,7 @@ fn start(
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(16);
     let shared = Arc::new(conn::Shared {
         limiter: limits::Limiter::new(config.max_runs),
+        refusals: refusals::RefusalCap::default(),
         policies: policies::Policies::new(config.policy.clone(), active),
         config,
         trail: trail.clone(),
@@ -275,6 +277,9 @@ fn start(
         let reason = server::run(l, shared.clone())
             .await
             .map_err(DaemonError::Runtime)?;
+        for (uid, n) in shared.refusals.take_counted() {
+            trail.append_async(refusals::counted_record(uid, n)).await?;
+        }
         trail
             .append_async(RecordBody::SupervisorStopped { reason })
             .await?;

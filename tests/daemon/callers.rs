@@ -115,6 +115,40 @@ fn rate_limit_refuses_and_is_audited() {
 }
 
 #[test]
+fn a_flood_of_refusals_is_counted_not_recorded_one_by_one() {
+    if !util::require_root() {
+        return;
+    }
+    // uid 1234 (in the socket's group) is no agent: every call is refused.
+    // Past 60 at once the refusals are only counted; the count is in the
+    // trail when it stops.
+    let mut d = Daemon::start(&policy("", ""), "");
+    for i in 0..75 {
+        let mut c = d.call_cmd(NOBODY, "echo", &[&i.to_string()]);
+        util::assert_code(&util::output(c.uid(1234)), 126);
+    }
+    d.assert_serving();
+    d.stop();
+    let recs = d.records();
+    let denials = recs.iter().filter(|r| r["kind"] == "denial").count();
+    assert_eq!(denials, 60, "{:?}", d.kinds());
+    let lost: Vec<_> = recs
+        .iter()
+        .filter(|r| r["kind"] == "denials-lost" && r["source"] == "refusal-cap")
+        .collect();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(
+        lost[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("uid 1234: 15 refused requests"),
+        "{}",
+        lost[0]
+    );
+    util::assert_code(&d.verify(), 0);
+}
+
+#[test]
 fn reload_good_and_bad() {
     if !util::require_root() {
         return;
