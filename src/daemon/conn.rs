@@ -305,13 +305,28 @@ async fn call(
         agent: Some(agent.name.clone()),
     };
     let mut kill = shared.kill.clone();
+    // The process that connected: its exit cancels the run even when a copy
+    // of its end of the connection lives on (passed on in a message nobody
+    // received, say), which would keep the hang-up from being seen.
+    let connector = crate::sys::socket::peer_pidfd(stream.as_fd())
+        .and_then(|fd| crate::sys::reactor::register(fd, tokio::io::Interest::READABLE))
+        .map_err(|e| tracing::debug!("no pidfd of the connecting process: {e}"))
+        .ok();
     let (rd, _wr) = stream.split();
     let shutdown = async move {
+        let connector_exited = async {
+            match &connector {
+                Some(p) => drop(p.readable().await),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             // The daemon is stopping and the grace period is over.
             _ = kill.wait_for(|k| *k) => {}
             // The client hung up or sent something: the run is cancelled.
             _ = client_gone(&rd) => {}
+            // The process that connected exited.
+            _ = connector_exited => {}
         }
     };
     let observer = TrailObserver::new(

@@ -261,3 +261,49 @@ fn a_call_that_cannot_run_is_never_announced() {
     }
     d.assert_serving();
 }
+
+#[test]
+fn a_client_that_exits_cancels_its_run_even_if_its_connection_lives_on() {
+    if !util::require_root() {
+        return;
+    }
+    let d = Daemon::start(
+        &policy("  - name: root\n    uids: [0]\n    tools: [sleep]\n", ""),
+        "",
+    );
+    // The client parks a copy of its connection in a message nobody receives
+    // (so the daemon never sees a hang-up), passes the other end of that pair
+    // as stdout, and exits once the run has started.
+    let script = r#"
+import json, os, socket, struct, sys
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(sys.argv[1])
+a, b = socket.socketpair()
+socket.send_fds(a, [b"x"], [c.fileno()])
+n = os.open("/dev/null", os.O_RDWR)
+body = json.dumps({"op": "call", "v": 1, "tool": "sleep", "args": ["30"]}).encode()
+socket.send_fds(c, [struct.pack(">I", len(body)) + body], [n, b.fileno(), n])
+c.recv(4096)
+os._exit(0)
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(d.socket())
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    let exited = || {
+        d.records()
+            .into_iter()
+            .find(|r| r["kind"] == "run-exited" && r["tool"] == "sleep")
+    };
+    let start = std::time::Instant::now();
+    wait_for("the run to be cancelled", || exited().is_some());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "the run was not cancelled"
+    );
+    assert_eq!(exited().unwrap()["exit"]["cause"], "shutdown");
+    d.assert_serving();
+}
