@@ -142,6 +142,32 @@ pub fn listen_fd(
     Ok(Some(fd))
 }
 
+/// A pidfd of the process that connected the peer end of `sock`
+/// (`SO_PEERPIDFD`, Linux 6.5): race-free, unlike a pid from `SO_PEERCRED`.
+/// It becomes readable when that process exits.
+pub fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the option value is a live c_int of the size passed in `len`.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERPIDFD,
+            (&mut fd as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if fd < 0 {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    // SAFETY: the kernel just installed `fd` for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -193,30 +219,4 @@ mod tests {
         assert!(listen_fd(Some(&me), Some("2")).is_err());
         assert!(listen_fd(Some(&me), Some("x")).is_err());
     }
-}
-
-/// A pidfd of the process that connected the peer end of `sock`
-/// (`SO_PEERPIDFD`, Linux 6.5): race-free, unlike a pid from `SO_PEERCRED`.
-/// It becomes readable when that process exits.
-pub fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let mut fd: libc::c_int = -1;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: the option value is a live c_int of the size passed in `len`.
-    let r = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERPIDFD,
-            (&mut fd as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if fd < 0 {
-        return Err(io::Error::from(io::ErrorKind::NotFound));
-    }
-    // SAFETY: the kernel just installed `fd` for us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
