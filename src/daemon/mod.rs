@@ -115,7 +115,7 @@ fn listen(config: &Config) -> Result<Listening, DaemonError> {
     // ever removed: the path is probably wrong, and the file is someone's.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            let kind = file_kind(meta.file_type());
+            let kind = crate::regular_file::kind(&meta.file_type());
             return Err(DaemonError::Socket {
                 step: "checking what is at the path",
                 path: path.clone(),
@@ -155,21 +155,6 @@ fn listen(config: &Config) -> Result<Listening, DaemonError> {
         listener,
         created: Some(path.clone()),
     })
-}
-
-/// What a file that is not a socket is, for an error message.
-fn file_kind(t: std::fs::FileType) -> &'static str {
-    if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_file() {
-        "a regular file"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else {
-        "a device"
-    }
 }
 
 /// Run the daemon with the configuration in `config_file` until SIGTERM.

@@ -88,6 +88,47 @@ fn frame(body: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A daemon whose agents include root, allowed `tools`: the test itself can
+/// be the hostile client.
+fn with_root_agent(tools: &str) -> Daemon {
+    let agent = format!("  - name: root\n    uids: [0]\n    tools: [{tools}]\n");
+    Daemon::start(&policy(&agent, ""), "")
+}
+
+/// `/dev/null`, open for reading and writing.
+fn dev_null() -> std::fs::File {
+    std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap()
+}
+
+/// Send `body` as one framed request on `s`, with `fds` attached.
+fn send_request(s: &UnixStream, body: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) {
+    use std::os::fd::AsFd;
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let f = frame(body);
+    let n = enforcecore::sys::socket::send_with_fds(s.as_fd(), &f, fds).unwrap();
+    assert_eq!(n, f.len());
+}
+
+/// Every frame the daemon answers `body` (with `fds`) with, until it closes.
+fn frames(d: &Daemon, body: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) -> Vec<serde_json::Value> {
+    let s = UnixStream::connect(d.socket()).unwrap();
+    send_request(&s, body, fds);
+    let mut answer = Vec::new();
+    (&s).read_to_end(&mut answer).unwrap();
+    let mut frames = Vec::new();
+    let mut rest = &answer[..];
+    while rest.len() >= 4 {
+        let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        frames.push(serde_json::from_slice(&rest[4..4 + n]).unwrap());
+        rest = &rest[4 + n..];
+    }
+    frames
+}
+
 #[test]
 fn connections_over_the_cap_are_turned_away() {
     if !util::require_root() {
@@ -118,22 +159,12 @@ fn stdio_descriptors_that_grant_too_little_are_refused() {
         return;
     }
     use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-    let root_agent = "  - name: root\n    uids: [0]\n    tools: [echo]\n";
-    let d = Daemon::start(&policy(root_agent, ""), "");
+    let d = with_root_agent("echo");
     let call = |fds: [std::os::fd::BorrowedFd<'_>; 3]| {
-        let s = UnixStream::connect(d.socket()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let f = frame(br#"{"op":"call","v":1,"tool":"echo","args":["hi"]}"#);
-        enforcecore::sys::socket::send_with_fds(s.as_fd(), &f, &fds).unwrap();
-        let mut answer = Vec::new();
-        let _ = (&s).read_to_end(&mut answer);
-        String::from_utf8_lossy(&answer).into_owned()
+        let body = br#"{"op":"call","v":1,"tool":"echo","args":["hi"]}"#;
+        serde_json::Value::from(frames(&d, body, &fds)).to_string()
     };
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
+    let null = dev_null();
     // An O_PATH descriptor grants neither reading nor writing: reopening it as
     // root would hand the caller access it never had.
     let path_only = nix::fcntl::open(
@@ -170,31 +201,24 @@ fn a_connection_to_the_daemon_is_no_stdio() {
         return;
     }
     use std::os::fd::AsFd;
-    // Root is an agent here, so the test itself can be the hostile client.
-    let d = Daemon::start(
-        &policy("  - name: root\n    uids: [0]\n    tools: [sleep]\n", ""),
-        "",
-    );
-    let null = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
+    let d = with_root_agent("sleep");
+    let null = dev_null();
     let other = UnixStream::connect(d.socket()).unwrap();
     // Its own control connection as stdin (the daemon would hold a copy of the
     // client's end and never see it hang up), or another connection to the
     // daemon as stderr.
     for own in [true, false] {
         let s = UnixStream::connect(d.socket()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let f = frame(br#"{"op":"call","v":1,"tool":"sleep","args":["30"]}"#);
         let fds = if own {
             [s.as_fd(), null.as_fd(), null.as_fd()]
         } else {
             [null.as_fd(), null.as_fd(), other.as_fd()]
         };
-        let n = enforcecore::sys::socket::send_with_fds(s.as_fd(), &f, &fds).unwrap();
-        assert_eq!(n, f.len());
+        send_request(
+            &s,
+            br#"{"op":"call","v":1,"tool":"sleep","args":["30"]}"#,
+            &fds,
+        );
         // The first answer, then the client is gone.
         let mut len = [0u8; 4];
         (&s).read_exact(&mut len).unwrap();
@@ -222,36 +246,15 @@ fn a_call_that_cannot_run_is_never_announced() {
         return;
     }
     use std::os::fd::AsFd;
-    let d = Daemon::start(
-        &policy("  - name: root\n    uids: [0]\n    tools: [echo]\n", ""),
-        "",
-    );
-    let null = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
+    let d = with_root_agent("echo");
+    let null = dev_null();
     let bodies: [&[u8]; 3] = [
         br#"{"op":"call","v":1,"tool":"echo","args":["a\u0000b"]}"#,
         br#"{"op":"call","v":1,"tool":"ec\u0000ho"}"#,
         br#"{"op":"call","v":1,"tool":"echo","env":{"LANG":"C\u0000"}}"#,
     ];
     for body in bodies {
-        let s = UnixStream::connect(d.socket()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let f = frame(body);
-        let fds = [null.as_fd(); 3];
-        enforcecore::sys::socket::send_with_fds(s.as_fd(), &f, &fds).unwrap();
-        // Every frame the daemon sends, until it closes.
-        let mut answer = Vec::new();
-        (&s).read_to_end(&mut answer).unwrap();
-        let mut frames = Vec::new();
-        let mut rest = &answer[..];
-        while rest.len() >= 4 {
-            let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-            frames.push(serde_json::from_slice::<serde_json::Value>(&rest[4..4 + n]).unwrap());
-            rest = &rest[4 + n..];
-        }
+        let frames = frames(&d, body, &[null.as_fd(); 3]);
         // One answer, an error: no `started` for a run that never starts.
         assert_eq!(frames.len(), 1, "{frames:?}");
         assert_eq!(frames[0]["event"], "error", "{frames:?}");
@@ -267,10 +270,7 @@ fn a_client_that_exits_cancels_its_run_even_if_its_connection_lives_on() {
     if !util::require_root() {
         return;
     }
-    let d = Daemon::start(
-        &policy("  - name: root\n    uids: [0]\n    tools: [sleep]\n", ""),
-        "",
-    );
+    let d = with_root_agent("sleep");
     // The client parks a copy of its connection in a message nobody receives
     // (so the daemon never sees a hang-up), passes the other end of that pair
     // as stdout, and exits once the run has started.
