@@ -44,19 +44,13 @@ pub(crate) fn to_stdout_raw(bytes: &[u8]) -> anyhow::Result<()> {
 
 /// One line to stderr in one write; errors are dropped (see [`say!`]).
 /// Messages quote what agents send (argv, tool names, paths): control
-/// characters other than newline and tab are escaped, so that none reaches
-/// the operator's terminal as an escape sequence.
+/// characters are escaped as `audit show` does ([`clean`]), line by line, so
+/// that none reaches the operator's terminal as an escape sequence.
 pub(crate) fn to_stderr(args: std::fmt::Arguments<'_>) {
-    let mut line = String::new();
-    for c in format!("{args}").chars() {
-        if c.is_control() && c != '\n' && c != '\t' {
-            line.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            line.push(c);
-        }
-    }
-    line.push('\n');
-    let _ = io::stderr().lock().write_all(line.as_bytes());
+    use crate::audit::summary::clean;
+    let mut text: Vec<String> = format!("{args}").split('\n').map(clean).collect();
+    text.push(String::new());
+    let _ = io::stderr().lock().write_all(text.join("\n").as_bytes());
 }
 
 pub mod audit;

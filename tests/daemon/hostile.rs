@@ -158,7 +158,7 @@ fn stdio_descriptors_that_grant_too_little_are_refused() {
     if !util::require_root() {
         return;
     }
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::fd::AsFd;
     let d = with_root_agent("echo");
     let call = |fds: [std::os::fd::BorrowedFd<'_>; 3]| {
         let body = br#"{"op":"call","v":1,"tool":"echo","args":["hi"]}"#;
@@ -180,10 +180,7 @@ fn stdio_descriptors_that_grant_too_little_are_refused() {
     let a = call([null.as_fd(), read_only.as_fd(), null.as_fd()]);
     assert!(a.contains("not opened for writing"), "{a}");
     // An eventfd as stdin: a blocking read on it would never return.
-    // SAFETY: eventfd returns a new fd (or -1, checked) that nothing else owns.
-    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-    assert!(efd >= 0);
-    let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+    let efd = nix::sys::eventfd::EventFd::new().unwrap();
     let a = call([efd.as_fd(), null.as_fd(), null.as_fd()]);
     assert!(a.contains("not a pipe, socket, terminal or file"), "{a}");
     // None of them ran; the daemon still serves, and stops in time.
